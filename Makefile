@@ -1,0 +1,48 @@
+# govbot — every command a person needs. README names two: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PYTHONPATH := $(CURDIR)
+export RASA_TELEMETRY_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+PY := .venv/bin/python
+GOVBOT := .venv/bin/govbot
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+venvs:  ## build .venv (3.11) and .venv-rasa (3.10) from the lock files, once per lock-file hash
+	@scripts/venv.sh .venv python3.11 locks/app.lock
+	@scripts/venv.sh .venv-rasa python3.10 locks/rasa.lock
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1 \
+	  || $(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+
+model: venvs  ## build the offline embedding model (once per input hash)
+	@$(PY) -m retrieval.setup model
+
+index: model  ## validate the bundled knowledge base and build its index (only when it changed)
+	@$(GOVBOT) kb build
+
+setup: index  ## everything `run` and `test` need; idempotent
+
+run: setup  ## the whole system on the embedded defaults; prints the URL
+	@$(PY) -m connectors.serve --host $(HOST) --port $(PORT)
+
+test: setup  ## lint, type-check and the whole test suite (both runtimes)
+	@.venv/bin/ruff check knowledge nlu retrieval connectors tests bench
+	@.venv/bin/mypy
+	@.venv/bin/pytest -q tests
+
+eval:  ## retrieval quality on the Beijing FAQ dev set (see bench/README.md)
+	@$(PY) -m bench.faq_eval
+
+train:  ## learn fusion weights and the confidence model on the dev split (writes retrieval/weights.json)
+	@$(PY) -m retrieval.train
+
+bench: setup  ## speed and memory benchmarks (writes bench/results/)
+	@$(PY) -m bench.vector_bench
+
+.PHONY: help venvs model index setup run test eval train bench

@@ -1,0 +1,1 @@
+"""govbot's outer layer: the CLI now; the gateway, channels and clerk desk as they arrive."""

@@ -1,0 +1,73 @@
+"""Learned fusion of dense and lexical evidence, and the calibrated confidence of a hit.
+
+Both are logistic regressions (scikit-learn) trained by `retrieval.train` on a dev split; their
+coefficients live in weights.json beside this file with a record of what they were trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+WEIGHTS_FILE = Path(__file__).with_name("weights.json")
+
+# Per (query, candidate unit): what fusion sees.
+FUSION_FEATURES = (
+    "dense",  # best cosine over the unit's entries
+    "dense_gap",  # dense - best dense of any unit (<= 0)
+    "dense_query",  # best cosine over question-like entries (name, alias, FAQ question)
+    "lexical_rel",  # BM25 / best BM25 of any unit
+    "lexical_log",  # log(1 + BM25)
+    "dense_rrank",  # 1 / (1 + rank by dense)
+    "lexical_rrank",  # 1 / (1 + rank by BM25)
+)
+# Per hit: what the confidence model sees.
+CONFIDENCE_FEATURES = ("fused", "margin", "dense", "dense_gap", "lexical_rel")
+
+
+@dataclass
+class Linear:
+    coef: np.ndarray
+    intercept: float
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.coef + self.intercept
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.decision(x)))
+
+
+@dataclass
+class Weights:
+    fusion: Linear
+    confidence: Linear
+    threshold: float
+    info: dict
+
+    @classmethod
+    def load(cls, path: Path = WEIGHTS_FILE) -> "Weights":
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if tuple(raw["fusion"]["features"]) != FUSION_FEATURES or tuple(
+            raw["confidence"]["features"]
+        ) != CONFIDENCE_FEATURES:
+            raise ValueError(f"{path}: feature list differs from the code; retrain with `make train`")
+        return cls(
+            Linear(np.array(raw["fusion"]["coef"], dtype=np.float64), float(raw["fusion"]["intercept"])),
+            Linear(np.array(raw["confidence"]["coef"], dtype=np.float64), float(raw["confidence"]["intercept"])),
+            float(raw["threshold"]),
+            raw.get("info", {}),
+        )
+
+    def save(self, path: Path = WEIGHTS_FILE) -> None:
+        raw = {
+            "fusion": {"features": list(FUSION_FEATURES), "coef": self.fusion.coef.round(6).tolist(),
+                       "intercept": round(self.fusion.intercept, 6)},
+            "confidence": {"features": list(CONFIDENCE_FEATURES), "coef": self.confidence.coef.round(6).tolist(),
+                           "intercept": round(self.confidence.intercept, 6)},
+            "threshold": round(self.threshold, 4),
+            "info": self.info,
+        }
+        path.write_text(json.dumps(raw, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

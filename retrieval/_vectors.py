@@ -1,0 +1,52 @@
+"""The FAISS index: inner product on normalised vectors (= cosine); the type follows the size."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+# Exact search is fast enough below this many vectors (see bench/README.md); above it, approximate.
+FLAT_LIMIT = 50_000
+
+
+def choose_kind(n: int, kind: str = "auto") -> str:
+    if kind != "auto":
+        return kind
+    return "flat" if n < FLAT_LIMIT else "hnsw"
+
+
+def build_vector_index(vectors: np.ndarray, kind: str = "auto") -> faiss.Index:
+    n, dim = vectors.shape
+    kind = choose_kind(n, kind)
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+    elif kind == "ivf":
+        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = max(1, nlist // 16)
+    else:
+        raise ValueError(f"unknown index kind {kind!r} (flat, hnsw, ivf, auto)")
+    if n:
+        index.add(vectors)
+    return index
+
+
+def save_vector_index(index: faiss.Index, path: Path) -> None:
+    faiss.write_index(index, str(path))
+
+
+def load_vector_index(path: Path) -> faiss.Index:
+    index = faiss.read_index(str(path))
+    if isinstance(index, faiss.IndexHNSWFlat):
+        index.hnsw.efSearch = 128
+    if isinstance(index, faiss.IndexIVF):
+        index.make_direct_map()  # reconstruct() is used to explain which entry matched
+    return index

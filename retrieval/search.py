@@ -1,0 +1,163 @@
+"""Hybrid search: FAISS dense + BM25 lexical, fused by learned weights, with a calibrated confidence."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from nlu import normalize
+
+from ._embedder import Embedder
+from ._index import IndexData, load_index_folder
+from ._scoring import CONFIDENCE_FEATURES, FUSION_FEATURES, Weights
+
+CANDIDATES = 30  # units taken from each of the dense and the lexical ranking before fusion
+DENSE_ENTRIES = 256  # entries read from FAISS per query
+
+
+@dataclass
+class Hit:
+    doc_id: str
+    kind: str  # guide | faq | policy
+    field: str  # the entry that matched best: name, alias, faq, materials, answer, policy, ...
+    title: str
+    text: str  # the matched entry's text
+    scores: dict[str, float]
+    confidence: float
+    service: Optional[str] = None
+    ref: str = ""  # FAQ id when a linked FAQ question matched
+    features: dict[str, float] = field(default_factory=dict, repr=False)
+
+
+class Retriever:
+    """Search one index. `reload()` swaps in a newly published index without a restart."""
+
+    def __init__(self, index_dir: Path, embedder: Embedder, weights: Optional[Weights] = None,
+                 threshold: Optional[float] = None) -> None:
+        self.index_dir = index_dir
+        self.embedder = embedder
+        self.weights = weights or Weights.load()
+        self.threshold = self.weights.threshold if threshold is None else threshold
+        self._lock = threading.Lock()
+        self.data: IndexData = load_index_folder(index_dir.resolve())
+
+    def reload(self) -> bool:
+        """Load the index `index_dir` points at now, if it changed. Searches in flight keep the old one."""
+        target = self.index_dir.resolve()
+        if target == self.data.folder:
+            return False
+        data = load_index_folder(target)
+        with self._lock:
+            self.data = data
+        return True
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def candidates(self, query: str) -> tuple[IndexData, list[int], np.ndarray]:
+        """Candidate unit ids and their fusion features (rows in FUSION_FEATURES order)."""
+        data = self.data
+        n_units = len(data.units)
+        text = normalize(query)
+        qv = self.embedder.encode([text], "query")
+        k = min(DENSE_ENTRIES, len(data.entries))
+        dense = np.full(n_units, -1.0, dtype=np.float32)
+        dense_query = np.full(n_units, -1.0, dtype=np.float32)
+        if k:
+            sims, ids = data.vectors.search(qv, k)
+            for s, i in zip(sims[0], ids[0]):
+                if i < 0:
+                    continue
+                u = data.entry_unit[i]
+                if s > dense[u]:
+                    dense[u] = s
+                if data.entry_is_query[i] and s > dense_query[u]:
+                    dense_query[u] = s
+        entry_lex = data.bm25.scores(data.tokens(text))
+        lexical = np.zeros(n_units, dtype=np.float32)
+        np.maximum.at(lexical, data.entry_unit, entry_lex)
+        by_dense = np.argsort(-dense)
+        by_lex = np.argsort(-lexical)
+        cand = list(dict.fromkeys([*by_dense[:CANDIDATES].tolist(), *[u for u in by_lex[:CANDIDATES] if lexical[u] > 0]]))
+        dense_rank = np.empty(n_units, dtype=np.int64)
+        dense_rank[by_dense] = np.arange(n_units)
+        lex_rank = np.empty(n_units, dtype=np.int64)
+        lex_rank[by_lex] = np.arange(n_units)
+        top_dense = float(dense[by_dense[0]]) if n_units else 0.0
+        top_lex = float(lexical[by_lex[0]]) if n_units else 0.0
+        c = np.array(cand, dtype=np.int64)
+        feats = np.stack(
+            [
+                dense[c],
+                dense[c] - top_dense,
+                np.where(dense_query[c] > -1, dense_query[c], dense[c]),
+                lexical[c] / (top_lex + 1e-6),
+                np.log1p(lexical[c]),
+                1.0 / (1.0 + dense_rank[c]),
+                np.where(lexical[c] > 0, 1.0 / (1.0 + lex_rank[c]), 0.0),
+            ],
+            axis=1,
+        ).astype(np.float64) if len(c) else np.zeros((0, len(FUSION_FEATURES)))
+        return data, cand, feats
+
+    def search(self, query: str, *, service: Optional[str] = None, aspect: Optional[str] = None,
+               region: Optional[str] = None, k: int = 5) -> list[Hit]:
+        """Best units for `query`, most likely first; `confidence` is P(this hit is the right answer)."""
+        data, cand, feats = self.candidates(query)
+        if not cand:
+            return []
+        fused = self.weights.fusion.decision(feats)
+        keep = np.ones(len(cand), dtype=bool)
+        for j, u in enumerate(cand):
+            unit = data.units[u]
+            if service and unit.service != service:
+                keep[j] = False
+            if region and unit.kind == "guide" and unit.meta.get("region") not in (region, "全国通用", "", None):
+                keep[j] = False
+        order = [j for j in np.argsort(-fused) if keep[j]][:k]
+        if not order:
+            return []
+        conf = self.confidence(fused[order], feats[order])
+        qtext = normalize(query)
+        hits = []
+        for rank, j in enumerate(order):
+            unit = data.units[cand[j]]
+            entry = self._best_entry(data, cand[j], qtext, aspect)
+            hits.append(
+                Hit(
+                    doc_id=unit.id, kind=unit.kind, field=entry.field if entry else unit.kind, title=unit.title,
+                    text=entry.text if entry else unit.text,
+                    scores={"dense": float(feats[j, 0]), "lexical": float(feats[j, 4]), "fused": float(fused[j])},
+                    confidence=float(conf[rank]), service=unit.service, ref=entry.ref if entry else "",
+                    features=dict(zip(FUSION_FEATURES, map(float, feats[j]))),
+                )
+            )
+        return hits
+
+    def confidence(self, fused_sorted: np.ndarray, feats_sorted: np.ndarray) -> np.ndarray:
+        """Calibrated probability per hit; the margin is to the best *other* hit."""
+        if len(fused_sorted) > 1:
+            others = np.where(np.arange(len(fused_sorted)) == 0, fused_sorted[1], fused_sorted[0])
+        else:
+            others = fused_sorted - 5.0  # a lone candidate: a wide, but finite, margin
+        x = np.stack(
+            [fused_sorted, fused_sorted - others, feats_sorted[:, 0], feats_sorted[:, 1], feats_sorted[:, 3]], axis=1
+        )
+        assert x.shape[1] == len(CONFIDENCE_FEATURES)
+        return self.weights.confidence.proba(x)
+
+    def _best_entry(self, data: IndexData, unit: int, qtext: str, aspect: Optional[str]) -> Any:
+        """The unit's entry that best explains the match (the asked field wins when given)."""
+        idx = np.flatnonzero(data.entry_unit == unit)
+        if aspect:
+            for i in idx:
+                if data.entries[i].field == aspect:
+                    return data.entries[i]
+        qv = self.embedder.encode([qtext], "query")[0]
+        vecs = np.stack([data.vectors.reconstruct(int(i)) for i in idx])
+        return data.entries[int(idx[int(np.argmax(vecs @ qv))])]
+
+    def is_confident(self, hit: Hit) -> bool:
+        return hit.confidence >= self.threshold
