@@ -62,6 +62,9 @@ class Embedder:
             if self._model is None:
                 import torch
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # our CLI shows its own progress
 
                 torch.set_num_threads(self.settings.torch_threads)
                 if not self.settings.embedding_model:
@@ -71,7 +74,9 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
 
     def _key(self, prompt: str, text: str) -> bytes:
         return hashlib.sha256(f"{self.fingerprint}\0{prompt}\0{text}".encode()).digest()

@@ -8,12 +8,14 @@ from knowledge import ASPECT_LABELS, Guide
 from knowledge.schema import Material
 
 
-def _material_line(m: Material) -> str:
+def _material_line(m: Material, situations: dict[str, str]) -> str:
     parts = [m.form]
     if m.copies:
         parts.append(f"{m.copies}份")
     if not m.required:
         parts.append("非必需")
+    if m.applies_to:
+        parts.append("仅限" + "、".join(situations.get(s, s) for s in m.applies_to))
     line = f"{m.name}（{'，'.join(parts)}）"
     return f"{line}：{m.note}" if m.note else line
 
@@ -21,7 +23,8 @@ def _material_line(m: Material) -> str:
 def field_items(guide: Guide, aspect: str, situation: Optional[str] = None) -> list[str]:
     """The field as a list of lines, each taken verbatim from the guide's structured data."""
     if aspect == "materials":
-        return [_material_line(m) for m in guide.materials_for(situation)]
+        names = {s.id: s.name for s in guide.situations}
+        return [_material_line(m, names) for m in guide.materials_for(situation)]
     if aspect == "procedure":
         return [f"{i}. {s.title}：{s.detail}" for i, s in enumerate(guide.procedure, start=1)]
     if aspect == "fee":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -56,8 +56,10 @@ class Retriever:
         return True
 
     # -- scoring -------------------------------------------------------------------------------------
-    def candidates(self, query: str) -> tuple[IndexData, list[int], np.ndarray]:
-        """Candidate unit ids and their fusion features (rows in FUSION_FEATURES order)."""
+    def candidates(self, query: str, exclude: Sequence[int] = ()) -> tuple[IndexData, list[int], np.ndarray]:
+        """Candidate unit ids and their fusion features (rows in FUSION_FEATURES order).
+
+        `exclude` hides units as if they were not indexed (training simulates unanswerable questions)."""
         data = self.data
         n_units = len(data.units)
         text = normalize(query)
@@ -78,6 +80,9 @@ class Retriever:
         entry_lex = data.bm25.scores(data.tokens(text))
         lexical = np.zeros(n_units, dtype=np.float32)
         np.maximum.at(lexical, data.entry_unit, entry_lex)
+        if len(exclude):
+            dense[list(exclude)] = dense_query[list(exclude)] = -1.0
+            lexical[list(exclude)] = 0.0
         by_dense = np.argsort(-dense)
         by_lex = np.argsort(-lexical)
         cand = list(dict.fromkeys([*by_dense[:CANDIDATES].tolist(), *[u for u in by_lex[:CANDIDATES] if lexical[u] > 0]]))

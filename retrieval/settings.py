@@ -33,13 +33,16 @@ class Settings(BaseSettings):
     index_kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
         default="auto", description="FAISS index type; auto = flat below 50k vectors, HNSW above."
     )
+    index_dir: Optional[Path] = Field(
+        default=None, description="Where built indexes live; default <cache_dir>/indexes."
+    )
     confidence_threshold: Optional[float] = Field(
         default=None, ge=0, le=1, description="Override the learned answer/hand-off threshold."
     )
 
     @property
     def index_root(self) -> Path:
-        return self.cache_dir / "indexes"
+        return self.index_dir or self.cache_dir / "indexes"
 
     @property
     def models_dir(self) -> Path:
