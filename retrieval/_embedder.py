@@ -10,13 +10,15 @@ import hashlib
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from collections import OrderedDict
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 from .settings import Settings
 
 Progress = Callable[[int, int], None]  # (done, total)
+QUERY_CACHE_SIZE = 10_000
 
 
 def default_model_dir(settings: Settings) -> Path:
@@ -40,6 +42,7 @@ class Embedder:
         self.settings = settings
         self._model = None
         self._lock = threading.Lock()
+        self._recent: OrderedDict[bytes, np.ndarray] = OrderedDict()
         if settings.embedding_model:
             self.model_path = settings.embedding_model
             self.fingerprint = hashlib.sha256(f"custom:{settings.embedding_model}".encode()).hexdigest()
@@ -81,19 +84,20 @@ class Embedder:
     def _key(self, prompt: str, text: str) -> bytes:
         return hashlib.sha256(f"{self.fingerprint}\0{prompt}\0{text}".encode()).digest()
 
-    def encode(self, texts: Sequence[str], kind: str = "passage", progress: Optional[Progress] = None) -> np.ndarray:
-        """L2-normalised float32 vectors, one row per text. kind: 'query' or 'passage'."""
+    def encode(self, texts: Sequence[str], kind: str = "passage", progress: Optional[Progress] = None,
+               persist: bool = True) -> np.ndarray:
+        """L2-normalised float32 vectors, one row per text. kind: 'query' or 'passage' (the e5 prompt).
+
+        Indexed texts are cached on disk (`persist`); citizens' questions only in a bounded memory cache,
+        so their messages are not written to disk here."""
         prompt = self.settings.query_prompt if kind == "query" else self.settings.passage_prompt
         keys = [self._key(prompt, t) for t in texts]
         found: dict[bytes, np.ndarray] = {}
-        with self._connect() as db:
-            unique = list(dict.fromkeys(keys))
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                rows = db.execute(
-                    f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})", chunk
-                ).fetchall()
-                found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
+        if persist:
+            self._read_disk(keys, found)
+        else:
+            with self._lock:
+                found.update((k, self._recent[k]) for k in keys if k in self._recent)
         todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items(), key=lambda kv: len(kv[1]))
         total = len(todo)
         if progress:
@@ -104,14 +108,35 @@ class Embedder:
             vectors = self.model.encode(
                 [prompt + t for _, t in part], batch_size=batch, normalize_embeddings=True, convert_to_numpy=True
             ).astype(np.float32)
-            with self._connect() as db:
-                db.executemany(
-                    "INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)",
-                    [(k, v.tobytes()) for (k, _), v in zip(part, vectors)],
-                )
+            if not persist:
+                self._remember(zip((k for k, _ in part), vectors))
+            else:
+                with self._connect() as db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)",
+                        [(k, v.tobytes()) for (k, _), v in zip(part, vectors)],
+                    )
             found.update((k, v) for (k, _), v in zip(part, vectors))
             if progress:
                 progress(min(start + batch, total), total)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32)
+
+    def _remember(self, pairs: Iterable[tuple[bytes, np.ndarray]]) -> None:
+        with self._lock:
+            for k, v in pairs:
+                self._recent[k] = v
+                self._recent.move_to_end(k)
+            while len(self._recent) > QUERY_CACHE_SIZE:
+                self._recent.popitem(last=False)
+
+    def _read_disk(self, keys: list[bytes], found: dict[bytes, np.ndarray]) -> None:
+        with self._connect() as db:
+            unique = list(dict.fromkeys(keys))
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                rows = db.execute(
+                    f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)

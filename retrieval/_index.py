@@ -31,7 +31,7 @@ from ._lexical import BM25, Tokens
 from ._vectors import build_vector_index, choose_kind, load_vector_index, save_vector_index
 from .answers import field_text
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # bump when what goes into an index changes (tokenisation, entries), to rebuild
 GUIDE_FIELDS = ("materials", "procedure", "fee", "time_limit", "location", "conditions", "online", "basis", "overview")
 _SENTENCE_END = re.compile(r"(?<=[。！？；;!?\n])")
 
@@ -155,6 +155,8 @@ def build_index_folder(
 ) -> Path:
     """Write a complete index into `target` (which must not exist) via a temporary sibling folder."""
     started = time.time()
+    if any(a.unit > b.unit for a, b in zip(entries, entries[1:])):
+        raise ValueError("entries must be grouped by unit, in unit order")  # search relies on contiguous runs
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -25,7 +25,9 @@ class Tokens:
         self.tokenizer = tokenizer
 
     def __call__(self, text: str) -> list[str]:
-        words = self.tokenizer.lcut(normalize(text))
+        # search mode also emits the dictionary words inside a long term (驾照到期换证 → 驾照, 到期, 换证),
+        # so a dictionary of whole names and aliases does not hide their parts from lexical matching
+        words = self.tokenizer.lcut_for_search(normalize(text))
         return [w for w in (x.strip() for x in words) if w and _KEEP.search(w) and w not in _STOP]
 
 

@@ -56,21 +56,29 @@ class Retriever:
         return True
 
     # -- scoring -------------------------------------------------------------------------------------
-    def candidates(self, query: str, exclude: Sequence[int] = ()) -> tuple[IndexData, list[int], np.ndarray]:
+    def candidates(self, query: str, exclude: Sequence[int] = (), exclude_entries: Sequence[int] = ()
+                   ) -> tuple[IndexData, list[int], np.ndarray]:
         """Candidate unit ids and their fusion features (rows in FUSION_FEATURES order).
 
-        `exclude` hides units as if they were not indexed (training simulates unanswerable questions)."""
+        `exclude` hides units, `exclude_entries` single entries, as if they were not indexed: training
+        uses them to simulate unanswerable questions and to keep a question from matching itself."""
+        data, cand, feats, _ = self._candidates(query, exclude, exclude_entries)
+        return data, cand, feats
+
+    def _candidates(self, query: str, exclude: Sequence[int] = (), exclude_entries: Sequence[int] = ()
+                    ) -> tuple[IndexData, list[int], np.ndarray, np.ndarray]:
         data = self.data
+        skip = set(exclude_entries)
         n_units = len(data.units)
         text = normalize(query)
-        qv = self.embedder.encode([text], "query")
+        qv = self.embedder.encode([text], "query", persist=False)
         k = min(DENSE_ENTRIES, len(data.entries))
         dense = np.full(n_units, -1.0, dtype=np.float32)
         dense_query = np.full(n_units, -1.0, dtype=np.float32)
         if k:
             sims, ids = data.vectors.search(qv, k)
             for s, i in zip(sims[0], ids[0]):
-                if i < 0:
+                if i < 0 or i in skip:
                     continue
                 u = data.entry_unit[i]
                 if s > dense[u]:
@@ -78,6 +86,8 @@ class Retriever:
                 if data.entry_is_query[i] and s > dense_query[u]:
                     dense_query[u] = s
         entry_lex = data.bm25.scores(data.tokens(text))
+        if skip:
+            entry_lex[list(skip)] = 0.0
         lexical = np.zeros(n_units, dtype=np.float32)
         np.maximum.at(lexical, data.entry_unit, entry_lex)
         if len(exclude):
@@ -105,12 +115,12 @@ class Retriever:
             ],
             axis=1,
         ).astype(np.float64) if len(c) else np.zeros((0, len(FUSION_FEATURES)))
-        return data, cand, feats
+        return data, cand, feats, qv[0]
 
     def search(self, query: str, *, service: Optional[str] = None, aspect: Optional[str] = None,
                region: Optional[str] = None, k: int = 5) -> list[Hit]:
         """Best units for `query`, most likely first; `confidence` is P(this hit is the right answer)."""
-        data, cand, feats = self.candidates(query)
+        data, cand, feats, qv = self._candidates(query)
         if not cand:
             return []
         fused = self.weights.fusion.decision(feats)
@@ -125,11 +135,10 @@ class Retriever:
         if not order:
             return []
         conf = self.confidence(fused[order], feats[order])
-        qtext = normalize(query)
         hits = []
         for rank, j in enumerate(order):
             unit = data.units[cand[j]]
-            entry = self._best_entry(data, cand[j], qtext, aspect)
+            entry = self._best_entry(data, cand[j], qv, aspect)
             hits.append(
                 Hit(
                     doc_id=unit.id, kind=unit.kind, field=entry.field if entry else unit.kind, title=unit.title,
@@ -153,14 +162,14 @@ class Retriever:
         assert x.shape[1] == len(CONFIDENCE_FEATURES)
         return self.weights.confidence.proba(x)
 
-    def _best_entry(self, data: IndexData, unit: int, qtext: str, aspect: Optional[str]) -> Any:
+    def _best_entry(self, data: IndexData, unit: int, qv: np.ndarray, aspect: Optional[str]) -> Any:
         """The unit's entry that best explains the match (the asked field wins when given)."""
-        idx = np.flatnonzero(data.entry_unit == unit)
+        # entries are written unit by unit, so a unit's entries are one contiguous, sorted run
+        idx = np.arange(*np.searchsorted(data.entry_unit, [unit, unit + 1]))
         if aspect:
             for i in idx:
                 if data.entries[i].field == aspect:
                     return data.entries[i]
-        qv = self.embedder.encode([qtext], "query")[0]
         vecs = np.stack([data.vectors.reconstruct(int(i)) for i in idx])
         return data.entries[int(idx[int(np.argmax(vecs @ qv))])]
 

@@ -9,6 +9,7 @@ wrong answers at or below TARGET_WRONG of the answered questions in that mix.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,27 +17,51 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from ._scoring import Linear, Weights
+from ._embedder import Embedder
 from .evaluate import load_kb, load_questions, temporary_retriever
 from .search import Retriever
-from .settings import get_settings
+from .settings import Settings, get_settings
 
 TARGET_WRONG = 0.05
 
 
-def collect(retriever: Retriever, questions: list[tuple[str, str | None]]) -> list[dict]:
-    """Candidates and features per (question, hidden?) pair."""
+def collect(retriever: Retriever, questions: list[tuple[str, str | None]],
+            own_entries: list[list[int]] | None = None) -> list[dict]:
+    """Candidates and features per (question, hidden?) pair. `own_entries[i]`: index entries that are
+    question i itself (a guide's alias or FAQ question), hidden so the question cannot match itself."""
     unit_index = {u.id: i for i, u in enumerate(retriever.data.units)}
     rows = []
     for n, (query, expected) in enumerate(questions, start=1):
         gold = unit_index.get(expected) if expected else None
         variants = [False, True] if gold is not None else [True]
+        own = own_entries[n - 1] if own_entries else []
         for hidden in variants:
-            _, cand, feats = retriever.candidates(query, exclude=[gold] if hidden and gold is not None else [])
+            _, cand, feats = retriever.candidates(query, exclude=[gold] if hidden and gold is not None else [],
+                                                  exclude_entries=own)
             labels = np.array([(not hidden) and c == gold for c in cand], dtype=int)
             rows.append({"feats": feats, "labels": labels, "answerable": not hidden})
         if n % 100 == 0:
             print(f"  features: {n}/{len(questions)}", flush=True)
     return rows
+
+
+def collect_corpus(settings: Settings, work: Path) -> tuple[list[dict], int]:
+    """The bundled guides as a second domain: their linked FAQ questions and aliases, asked of the index."""
+    from .service import build_corpus_index
+
+    local = settings.model_copy(update={"index_dir": work / "corpus-index"})
+    folder, _ = build_corpus_index(local)
+    retriever = Retriever(folder, Embedder(settings))
+    data = retriever.data
+    questions: list[tuple[str, str | None]] = []
+    own: list[list[int]] = []
+    for i, entry in enumerate(data.entries):
+        unit = data.units[entry.unit]
+        if unit.kind == "guide" and entry.field in ("faq", "alias"):
+            questions.append((entry.text, unit.id))
+            own.append([i])
+    print(f"train: {len(questions)} questions from the bundled corpus", flush=True)
+    return collect(retriever, questions, own), len(questions)
 
 
 def fit_fusion(rows: list[dict]) -> Linear:
@@ -77,13 +102,13 @@ def main() -> int:
     kb = load_kb(paths["kb"])
     questions = load_questions(paths["dev"])
     work = settings.cache_dir / "train"
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     print(f"train: indexing {len(kb)} answers (embeddings are cached)", flush=True)
     retriever, _ = temporary_retriever(kb, settings, work)
     rows = collect(retriever, questions)
+    corpus_rows, n_corpus = collect_corpus(settings, work)
+    rows += corpus_rows
     fusion = fit_fusion(rows)
     # The confidence model is fitted on one half of the questions and its threshold chosen on the other,
     # so the threshold is not tuned on the very rows the model has seen.
@@ -95,8 +120,10 @@ def main() -> int:
     threshold = choose_threshold(confidence.proba(xb), yb)
     kb_hash = hashlib.sha256(paths["kb"].read_bytes()).hexdigest()[:16]
     weights = Weights(fusion, confidence, threshold, {
-        "trained_on": "beijing_gov_faq.jsonl dev split (bench/faq_data.py), each question also with its answer hidden",
-        "kb_sha256_16": kb_hash, "questions": len(questions), "target_wrong_rate": TARGET_WRONG,
+        "trained_on": "beijing_gov_faq.jsonl dev split (bench/faq_data.py) and the bundled corpus's own FAQ "
+                      "questions and aliases (each hiding itself); every question also with its answer hidden",
+        "kb_sha256_16": kb_hash, "questions": len(questions), "corpus_questions": n_corpus,
+        "target_wrong_rate": TARGET_WRONG,
         "command": "make train",
     })
     weights.save()

