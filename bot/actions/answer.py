@@ -36,6 +36,7 @@ from .common import (
     mentioned_services,
     situation_for,
     stop_form,
+    switch_preface,
     timed,
     user_text,
     utter_cards,
@@ -91,8 +92,9 @@ def answer_hit(dispatcher: CollectingDispatcher, tracker: Tracker, kb: Any, hit:
 
 def search_and_answer(dispatcher: CollectingDispatcher, tracker: Tracker, kb: Any, hits: list[Any],
                       aspect: Optional[str], exclude: tuple[str, ...] = (),
-                      preface: Optional[str] = None) -> list[EventType]:
-    """Answer from the search results if the best one passes the confidence gate; otherwise clarify/hand off."""
+                      announce: bool = False) -> list[EventType]:
+    """Answer from the search results if the best one passes the confidence gate; otherwise clarify/hand off.
+    `announce`: say which service we switched to (after 「不是这个」)."""
     hits = [h for h in hits if (h.service if h.kind != "guide" else h.doc_id) not in exclude]
     if not hits or not kb.retriever.is_confident(hits[0]):
         return unsure(dispatcher, tracker, kb, hits, aspect=aspect, exclude=exclude)
@@ -104,7 +106,8 @@ def search_and_answer(dispatcher: CollectingDispatcher, tracker: Tracker, kb: An
             return answer_hit(dispatcher, tracker, kb, policy, aspect, candidates)
     if top.kind == "guide" and not (top.field == "faq" and top.ref and aspect is None):
         return answer_service(dispatcher, tracker, kb, top.doc_id, aspect if aspect != "policy" else None,
-                              candidates=candidates, confidence=top.confidence, preface=preface)
+                              candidates=candidates, confidence=top.confidence,
+                              preface=switch_preface(top.title) if announce else None)
     return answer_hit(dispatcher, tracker, kb, top, aspect, candidates)
 
 

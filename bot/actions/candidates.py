@@ -17,13 +17,10 @@ from .common import (
     mentioned_services,
     previous_question,
     strip_deny,
+    switch_preface,
     timed,
     user_text,
 )
-
-
-def switch_preface(name: str) -> str:
-    return f"那您问的可能是「{name}」："
 
 
 class ActionNextCandidate(Action):
@@ -57,7 +54,7 @@ class ActionNextCandidate(Action):
             exclude = (current,) if current else ()
             others = [h for h in hits if (h.service if h.kind != "guide" else h.doc_id) not in exclude]
             if (others and kb.retriever.is_confident(others[0])) or not remaining:
-                return search_and_answer(dispatcher, tracker, kb, hits, aspect, exclude=exclude)
+                return search_and_answer(dispatcher, tracker, kb, hits, aspect, exclude=exclude, announce=True)
 
         # plain 「不是这个」: the next candidate of the last search
         if remaining:

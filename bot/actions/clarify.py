@@ -12,12 +12,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from .common import (
     CLARIFY_AGAIN_TEXT,
     CLARIFY_TEXT,
+    Candidate,
     aspect_of,
     candidates_from_hits,
     get_kb,
     handoff,
     in_thread,
     last_bot_kind,
+    previous_turn_metas,
     stop_form,
     timed,
     user_text,
@@ -47,8 +49,12 @@ def unsure(dispatcher: CollectingDispatcher, tracker: Tracker, kb: Any, hits: li
     """Clarify with the plausible guides among `hits`; hand off if there are none or we already asked."""
     options = candidates_from_hits(kb, [h for h in hits if plausible(kb, h)], exclude)[:MAX_OPTIONS]
     top = hits[0].confidence if hits else None
-    if last_bot_kind(tracker) == "clarify":
-        return handoff(dispatcher, tracker, "still_unsure", aspect=aspect, candidates=options, confidence=top)
+    if last_bot_kind(tracker) == "clarify":  # asked already: the clerk sees what was offered, then what is new
+        offered = next((m.get("candidates") or [] for m in previous_turn_metas(tracker) if m.get("kind") == "clarify"),
+                       [])
+        shown = [Candidate(c["id"], c["title"], c.get("confidence")) for c in offered]
+        merged = shown + [c for c in options if c.id not in {s.id for s in shown}]
+        return handoff(dispatcher, tracker, "still_unsure", aspect=aspect, candidates=merged, confidence=top)
     if not options:
         return handoff(dispatcher, tracker, "no_candidates" if reason == "low_confidence" else reason,
                        aspect=aspect, candidates=candidates_from_hits(kb, hits[:MAX_OPTIONS], exclude),

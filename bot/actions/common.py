@@ -294,6 +294,11 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, ensure_ascii=False, default=float))
 
 
+def switch_preface(name: str) -> str:
+    """Said before the answer for another service (「不是这个」)."""
+    return f"那您问的可能是「{name}」："
+
+
 CLARIFY_TEXT = "我不太确定您想办理的是哪一项，请选择："
 CLARIFY_AGAIN_TEXT = "您是想办理下面哪一项？请选择："
 NONE_OF_THESE = {"title": "都不是，转人工", "payload": "/request_human"}
