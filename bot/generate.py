@@ -21,8 +21,9 @@ import random
 import re
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 from knowledge import BUNDLED_CORPUS, load_corpus
 from knowledge.schema import Guide

@@ -43,7 +43,9 @@ def rasa_env(repo: Path = REPO) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"PYTHONPATH": str(repo), "RASA_TELEMETRY_ENABLED": "false", "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
-                "PYTHONWARNINGS": "ignore"})
+                "PYTHONWARNINGS": "ignore",
+                # Rasa's training cache: out of the checkout (our components fingerprint the files they read)
+                "RASA_CACHE_DIRECTORY": str(cache_dir().parent / "rasa-cache")})
     return env
 
 

@@ -31,12 +31,30 @@ from rasa.shared.nlu.constants import ENTITIES, INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from .normalize import normalize, normalize_aligned
+from .normalize import normalize_aligned
+from .service_index import ServiceIndex
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "service"
 SERVICE_CANDIDATES = "service_candidates"  # parse-data key: guide ids an ambiguous mention may mean
+
+
+def _files_digest(*paths: Optional[str]) -> Optional[str]:
+    """Hash of the files at `paths` (a file or every file in a folder), for `fingerprint_addon`: Rasa's training
+    cache only sees the config and the training data, not files a component reads itself."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        if not p:
+            continue
+        path = Path(p)
+        files = sorted(path.glob("*")) if path.is_dir() else [path]
+        for f in files:
+            if f.is_file():
+                h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
 
 
 def _default_cache_dir() -> Path:
@@ -50,7 +68,8 @@ class TextNormalizer(GraphComponent):
 
     Registered as a message *featurizer* (it adds no features) because only tokenizers and featurizers run on the
     training data in Rasa's default recipe; it must come first in the pipeline. The length never changes, so the
-    entity annotations of training examples keep their offsets. The original text is kept as `text_original`.
+    entity annotations of training examples keep their offsets. The original text is kept in the parse data as
+    `text_original` (only when it differs).
     """
 
     @staticmethod
@@ -74,7 +93,7 @@ class TextNormalizer(GraphComponent):
             return
         normalized = normalize_aligned(text)
         if normalized != text:
-            message.set("text_original", text)
+            message.set("text_original", text, add_to_output=True)
             message.set(TEXT, normalized)
             for entity in message.get(ENTITIES) or []:  # annotated values: the same rewrite
                 if isinstance(entity.get("value"), str):
@@ -100,6 +119,10 @@ class GovJiebaTokenizer(JiebaTokenizer):
     @staticmethod
     def get_default_config() -> dict[str, Any]:
         return {**JiebaTokenizer.get_default_config(), "cache_dir": None}
+
+    @classmethod
+    def fingerprint_addon(cls, config: dict[str, Any]) -> Optional[str]:
+        return _files_digest(config.get("dictionary_path"))
 
     @staticmethod
     def _set_cache_dir(config: dict[str, Any]) -> None:
@@ -135,45 +158,6 @@ class GovJiebaTokenizer(JiebaTokenizer):
 
 
 # --------------------------------------------------------------------------------------------------------------
-class ServiceIndex:
-    """Surface forms → guide ids, and the rule that picks one guide for a message (pure Python, testable)."""
-
-    def __init__(self, terms: dict[str, list[str]], weak: list[str] = ()) -> None:  # type: ignore[assignment]
-        self.terms = {normalize(t): list(ids) for t, ids in terms.items() if t}
-        self.weak = {normalize(t) for t in weak}
-        self._by_first: dict[str, list[str]] = {}
-        for term in sorted(self.terms, key=len, reverse=True):
-            self._by_first.setdefault(term[0], []).append(term)
-
-    def matches(self, text: str) -> list[tuple[int, int, str]]:
-        """Every (start, end, term) occurrence in the normalised text (overlaps included)."""
-        found = []
-        for i, ch in enumerate(text):
-            for term in self._by_first.get(ch, ()):
-                if text.startswith(term, i):
-                    found.append((i, i + len(term), term))
-        return found
-
-    def link(self, text: str) -> tuple[Optional[str], Optional[tuple[int, int]], list[str]]:
-        """(guide id, span, candidates). A guide is linked only through a term that names exactly one guide:
-        the longest such term wins, terms that are also material names (「结婚证」) only when nothing else
-        matches, then the earliest. Otherwise `candidates` lists the guides of the longest ambiguous mention."""
-        text = normalize_aligned(text).lower()
-        found = self.matches(text)
-        unique = [(s, e, t) for s, e, t in found if len(self.terms[t]) == 1]
-        if unique:
-            s, e, t = min(unique, key=lambda m: (m[2] in self.weak, -(m[1] - m[0]), m[0]))
-            ids = {self.terms[u[2]][0] for u in unique
-                   if u[2] not in self.weak and (u[1] - u[0]) == (e - s)} or {self.terms[t][0]}
-            if len(ids) == 1:
-                return self.terms[t][0], (s, e), []
-            return None, None, sorted(ids)
-        if found:
-            s, e, t = max(found, key=lambda m: (m[1] - m[0], -m[0]))
-            return None, None, list(self.terms[t])
-        return None, None, []
-
-
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR, is_trainable=True)
 class ServiceLinker(GraphComponent):
     """Turns `service` mentions into guide ids (entity value = guide id), so the `service` slot holds an id.
@@ -197,6 +181,10 @@ class ServiceLinker(GraphComponent):
         self._resource = resource
         self._data = data or {"terms": {}, "weak": []}
         self._index = ServiceIndex(self._data.get("terms", {}), self._data.get("weak", []))
+
+    @classmethod
+    def fingerprint_addon(cls, config: dict[str, Any]) -> Optional[str]:
+        return _files_digest(config.get("terms_path"))
 
     @classmethod
     def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
@@ -269,7 +257,7 @@ class SparseIntentClassifier(IntentClassifier, GraphComponent):
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        return {"C": 10.0, "max_iter": 2000, "class_weight": "balanced", "tfidf": True, "ranking_length": 10,
+        return {"C": 30.0, "max_iter": 2000, "class_weight": "balanced", "tfidf": True, "ranking_length": 10,
                 "random_state": 42}
 
     def __init__(self, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
