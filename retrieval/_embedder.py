@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from pathlib import Path
 from collections import OrderedDict
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 

@@ -17,9 +17,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -128,7 +129,7 @@ class IndexData:
     entries: list[Entry]
     entry_unit: np.ndarray
     entry_is_query: np.ndarray
-    vectors: object  # faiss.Index
+    vectors: Any  # faiss.Index
     bm25: BM25
     tokens: Tokens
     corpus: Optional[Corpus]
@@ -168,10 +169,7 @@ def build_index_folder(
         for kind in ("query", "passage"):
             idx = [i for i, e in enumerate(entries) if e.kind == kind]
             if idx:
-                vectors[idx] = embedder.encode(
-                    [texts[i] for i in idx], kind,
-                    progress=(lambda d, t, k=kind: progress(f"embed {k}", d, t)) if progress else None,
-                )
+                vectors[idx] = embedder.encode([texts[i] for i in idx], kind, progress=_stage(progress, f"embed {kind}"))
         save_vector_index(build_vector_index(vectors, index_kind), tmp / "dense.faiss")
         BM25.build([tokens(t) for t in texts]).save(tmp)
         with (tmp / "units.jsonl").open("w", encoding="utf-8") as fh:
@@ -203,6 +201,12 @@ def build_index_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _stage(progress: Optional[Callable[[str, int, int], None]], name: str) -> Optional[Callable[[int, int], None]]:
+    if progress is None:
+        return None
+    return lambda done, total: progress(name, done, total)
 
 
 def load_index_folder(folder: Path) -> IndexData:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jieba
 import numpy as np
@@ -37,7 +37,7 @@ class BM25:
         self.weights = weights  # entries × vocab, BM25 term weights
 
     @classmethod
-    def build(cls, docs: Sequence[list[str]], k1: float = 1.2, b: float = 0.75) -> "BM25":
+    def build(cls, docs: Sequence[list[str]], k1: float = 1.2, b: float = 0.75) -> BM25:
         vocab: dict[str, int] = {}
         rows, cols, vals = [], [], []
         for i, doc in enumerate(docs):
@@ -73,6 +73,6 @@ class BM25:
         (folder / "bm25_vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def load(cls, folder: Path) -> "BM25":
+    def load(cls, folder: Path) -> BM25:
         vocab = json.loads((folder / "bm25_vocab.json").read_text(encoding="utf-8"))
         return cls(vocab, sparse.load_npz(folder / "bm25.npz").tocsr())

@@ -25,7 +25,20 @@ FUSION_FEATURES = (
     "lexical_rrank",  # 1 / (1 + rank by BM25)
 )
 # Per hit: what the confidence model sees.
-CONFIDENCE_FEATURES = ("fused", "margin", "dense", "dense_gap", "lexical_rel")
+CONFIDENCE_FEATURES = ("fused", "margin", "dense", "dense_gap", "lexical_rel", "dense_sharp", "dense_margin")
+
+
+def confidence_features(fused: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """Rows of CONFIDENCE_FEATURES for hits sorted best first (`feats` in FUSION_FEATURES order).
+
+    Margins are to the best *other* hit. `dense_sharp` = -log(1 - cosine) spreads the top of the cosine
+    range, where a near-exact match (0.99) and a merely similar one (0.95) must be told apart."""
+    n = len(fused)
+    best_other = np.where(np.arange(n) == 0, fused[1] if n > 1 else fused[0] - 5.0, fused[0])
+    dense = feats[:, 0]
+    dense_other = np.where(np.arange(n) == 0, dense[1] if n > 1 else dense[0] - 0.2, dense[0])
+    return np.stack([fused, fused - best_other, dense, feats[:, 1], feats[:, 3],
+                     -np.log(np.clip(1.001 - dense, 1e-3, None)), dense - dense_other], axis=1)
 
 
 @dataclass
@@ -48,7 +61,13 @@ class Weights:
     info: dict
 
     @classmethod
-    def load(cls, path: Path = WEIGHTS_FILE) -> "Weights":
+    def neutral(cls) -> Weights:
+        """Dense ranking and no confidence: what training starts from (it never reads the fused score)."""
+        fusion = np.array([1.0 if f == "dense" else 0.0 for f in FUSION_FEATURES])
+        return cls(Linear(fusion, 0.0), Linear(np.zeros(len(CONFIDENCE_FEATURES)), 0.0), 0.5, {})
+
+    @classmethod
+    def load(cls, path: Path = WEIGHTS_FILE) -> Weights:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if tuple(raw["fusion"]["features"]) != FUSION_FEATURES or tuple(
             raw["confidence"]["features"]

@@ -21,17 +21,20 @@ def choose_kind(n: int, kind: str = "auto") -> str:
 def build_vector_index(vectors: np.ndarray, kind: str = "auto") -> faiss.Index:
     n, dim = vectors.shape
     kind = choose_kind(n, kind)
+    index: faiss.Index
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
+        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 80
+        hnsw.hnsw.efSearch = 128
+        index = hnsw
     elif kind == "ivf":
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.nprobe = max(1, nlist // 16)
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(vectors)
+        ivf.nprobe = max(1, nlist // 16)
+        index = ivf
     else:
         raise ValueError(f"unknown index kind {kind!r} (flat, hnsw, ivf, auto)")
     if n:

@@ -10,8 +10,9 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from nlu import normalize
 
 from ._embedder import Embedder
 from ._index import build_index_folder, faq_units
+from ._scoring import Weights
 from .search import Retriever
 from .settings import Settings, get_settings
 
@@ -73,14 +75,15 @@ def drop_entries(kb: list[FaqEntry], questions: list[tuple[str, Optional[str]]],
 
 
 def temporary_retriever(kb: list[FaqEntry], settings: Settings, workdir: Path,
-                        progress: Optional[Callable[[str, int, int], None]] = None) -> tuple[Retriever, float]:
+                        progress: Optional[Callable[[str, int, int], None]] = None,
+                        weights: Optional[Weights] = None) -> tuple[Retriever, float]:
     embedder = Embedder(settings)
     units, entries = faq_units(kb, settings.max_passage_chars)
     started = time.perf_counter()
     folder = build_index_folder(workdir / "index", units, entries, embedder,
                                 [k.department for k in kb if k.department], settings.index_kind, progress=progress)
     build_s = time.perf_counter() - started
-    return Retriever(folder, embedder, threshold=settings.confidence_threshold), build_s
+    return Retriever(folder, embedder, weights, threshold=settings.confidence_threshold), build_s
 
 
 def evaluate_faq(kb_path: Path, questions_path: Path, drop_answerable: float = 0.0, seed: int = 0,

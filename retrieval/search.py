@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -13,7 +15,7 @@ from nlu import normalize
 
 from ._embedder import Embedder
 from ._index import IndexData, load_index_folder
-from ._scoring import CONFIDENCE_FEATURES, FUSION_FEATURES, Weights
+from ._scoring import FUSION_FEATURES, Weights, confidence_features
 
 CANDIDATES = 30  # units taken from each of the dense and the lexical ranking before fusion
 DENSE_ENTRIES = 256  # entries read from FAISS per query
@@ -30,7 +32,7 @@ class Hit:
     confidence: float
     service: Optional[str] = None
     ref: str = ""  # FAQ id when a linked FAQ question matched
-    features: dict[str, float] = field(default_factory=dict, repr=False)
+    features: dict[str, float] = dc_field(default_factory=dict, repr=False)
 
 
 class Retriever:
@@ -151,16 +153,8 @@ class Retriever:
         return hits
 
     def confidence(self, fused_sorted: np.ndarray, feats_sorted: np.ndarray) -> np.ndarray:
-        """Calibrated probability per hit; the margin is to the best *other* hit."""
-        if len(fused_sorted) > 1:
-            others = np.where(np.arange(len(fused_sorted)) == 0, fused_sorted[1], fused_sorted[0])
-        else:
-            others = fused_sorted - 5.0  # a lone candidate: a wide, but finite, margin
-        x = np.stack(
-            [fused_sorted, fused_sorted - others, feats_sorted[:, 0], feats_sorted[:, 1], feats_sorted[:, 3]], axis=1
-        )
-        assert x.shape[1] == len(CONFIDENCE_FEATURES)
-        return self.weights.confidence.proba(x)
+        """Calibrated probability per hit (hits sorted best first)."""
+        return self.weights.confidence.proba(confidence_features(fused_sorted, feats_sorted))
 
     def _best_entry(self, data: IndexData, unit: int, qv: np.ndarray, aspect: Optional[str]) -> Any:
         """The unit's entry that best explains the match (the asked field wins when given)."""

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from ._scoring import Linear, Weights
 from ._embedder import Embedder
+from ._scoring import Linear, Weights, confidence_features
 from .evaluate import load_kb, load_questions, temporary_retriever
 from .search import Retriever
 from .settings import Settings, get_settings
@@ -51,7 +51,7 @@ def collect_corpus(settings: Settings, work: Path) -> tuple[list[dict], int]:
 
     local = settings.model_copy(update={"index_dir": work / "corpus-index"})
     folder, _ = build_corpus_index(local)
-    retriever = Retriever(folder, Embedder(settings))
+    retriever = Retriever(folder, Embedder(settings), Weights.neutral())
     data = retriever.data
     questions: list[tuple[str, str | None]] = []
     own: list[list[int]] = []
@@ -71,17 +71,15 @@ def fit_fusion(rows: list[dict]) -> Linear:
     return Linear(model.coef_[0].astype(np.float64), float(model.intercept_[0]))
 
 
-def confidence_table(retriever: Retriever, rows: list[dict], fusion: Linear) -> tuple[np.ndarray, np.ndarray]:
+def confidence_table(rows: list[dict], fusion: Linear) -> tuple[np.ndarray, np.ndarray]:
+    """Features of each question's top hit, and whether it is the right answer."""
     xs, ys = [], []
     for r in rows:
         if not len(r["feats"]):
             continue
         fused = fusion.decision(r["feats"])
         order = np.argsort(-fused)[:5]
-        f_sorted = fused[order]
-        others = f_sorted[1] if len(f_sorted) > 1 else f_sorted[0] - 5.0
-        top = r["feats"][order[0]]
-        xs.append([f_sorted[0], f_sorted[0] - others, top[0], top[1], top[3]])
+        xs.append(confidence_features(fused[order], r["feats"][order])[0])
         ys.append(int(r["labels"][order[0]]))
     return np.array(xs), np.array(ys)
 
@@ -105,7 +103,7 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     print(f"train: indexing {len(kb)} answers (embeddings are cached)", flush=True)
-    retriever, _ = temporary_retriever(kb, settings, work)
+    retriever, _ = temporary_retriever(kb, settings, work, weights=Weights.neutral())
     rows = collect(retriever, questions)
     corpus_rows, n_corpus = collect_corpus(settings, work)
     rows += corpus_rows
@@ -113,8 +111,8 @@ def main() -> int:
     # The confidence model is fitted on one half of the questions and its threshold chosen on the other,
     # so the threshold is not tuned on the very rows the model has seen.
     half = np.array([int(hashlib.sha256(str(i // 2).encode()).hexdigest()[:2], 16) % 2 for i in range(len(rows))])
-    xa, ya = confidence_table(retriever, [r for r, h in zip(rows, half) if h == 0], fusion)
-    xb, yb = confidence_table(retriever, [r for r, h in zip(rows, half) if h == 1], fusion)
+    xa, ya = confidence_table([r for r, h in zip(rows, half) if h == 0], fusion)
+    xb, yb = confidence_table([r for r, h in zip(rows, half) if h == 1], fusion)
     model = LogisticRegression(C=1.0, max_iter=2000).fit(xa, ya)
     confidence = Linear(model.coef_[0].astype(np.float64), float(model.intercept_[0]))
     threshold = choose_threshold(confidence.proba(xb), yb)

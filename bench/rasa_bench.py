@@ -1,0 +1,231 @@
+"""Rasa + action server speed: `python -m bench.rasa_bench [--quick]` (loopback only, bounded loops).
+
+Measures, on the real servers started by `bot.runner.start_stack` (trained model, temporary tracker store):
+- start-up: seconds from process start until healthy (rasa: GET / → "Hello from Rasa"; actions: /health);
+- REST turns (`POST /webhooks/rest/webhook`, every turn runs a custom action): p50/p95/max latency and
+  messages/s with 1 and with 10 concurrent conversations;
+- the action server alone (the same requests Rasa sends, replayed): p50/p95 — what part of a turn is ours;
+- latency by turn number (each REST turn reloads the tracker from the SQL tracker store) and the same load with an
+  in-memory tracker store, to show what the SQL store costs;
+- RSS of each process (after warm-up and the peak).
+Writes bench/results/rasa_bench.json and bench/README-rasa.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bot.runner import REPO, Stack, http_get, http_post_json, start_stack, train_model
+
+RESULTS = REPO / "bench" / "results" / "rasa_bench.json"
+README = REPO / "bench" / "README-rasa.md"
+TARGET_READY_S = 60.0
+TARGET_P95_MS = 150.0
+
+# One conversation: every turn runs a custom action (answer, follow-up, next candidate, form + answer).
+SCRIPT = [
+    "身份证丢了补办要多少钱",
+    "那要多久",
+    "在哪里办",
+    "不是这个",
+    "办护照多少钱",
+    "要带什么材料",
+    '/inform{"situation":"adult"}',
+]
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(ms: list[float], wall_s: float) -> dict[str, float]:
+    return {"turns": len(ms), "p50_ms": round(pct(ms, 50), 1), "p95_ms": round(pct(ms, 95), 1),
+            "max_ms": round(max(ms), 1), "mean_ms": round(statistics.fmean(ms), 1),
+            "msgs_per_s": round(len(ms) / wall_s, 2), "wall_s": round(wall_s, 2)}
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = round(int(value.split()[0]) / 1024, 1)
+    return {"rss_mb": out.get("VmRSS", 0.0), "peak_rss_mb": out.get("VmHWM", 0.0)}
+
+
+def conversation(stack: Stack, sender: str, by_turn: dict[int, list[float]], lock: threading.Lock) -> list[float]:
+    times = []
+    for i, text in enumerate(SCRIPT):
+        started = time.perf_counter()
+        replies = stack.say(sender, text)
+        ms = (time.perf_counter() - started) * 1000
+        if not replies:
+            raise RuntimeError(f"no reply to {text!r} ({sender})")
+        times.append(ms)
+        with lock:
+            by_turn.setdefault(i, []).append(ms)
+    return times
+
+
+def load(stack: Stack, concurrency: int, conversations: int, tag: str) -> tuple[dict[str, float], dict[int, list[float]]]:
+    by_turn: dict[int, list[float]] = {}
+    lock = threading.Lock()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = [pool.submit(conversation, stack, f"{tag}-{concurrency}-{n}", by_turn, lock)
+                   for n in range(conversations)]
+        ms = [t for f in futures for t in f.result()]
+    return summary(ms, time.perf_counter() - started), by_turn
+
+
+def replay_actions(stack: Stack, sender: str, rounds: int) -> dict[str, float]:
+    """Re-send the requests Rasa sent for one conversation straight to the action server."""
+    status, body = http_get(f"{stack.rasa_url}/domain?token={stack.token}", headers={"Accept": "application/json"})
+    domain = json.loads(body) if status == 200 else None
+    tracker = stack.tracker(sender)
+    events = tracker["events"]
+    calls = []
+    for i, e in enumerate(events):
+        if e.get("event") == "action" and e.get("name", "").startswith(("action_answer", "action_next")):
+            past = events[:i]
+            user = next(x for x in reversed(past) if x.get("event") == "user")
+            slots: dict[str, Any] = {}
+            for x in past:
+                if x.get("event") == "slot":
+                    slots[x["name"]] = x["value"]
+            state = {**tracker, "events": past, "slots": {**tracker["slots"], **slots},
+                     "latest_message": user.get("parse_data", {}), "paused": False}
+            calls.append({"next_action": e["name"], "sender_id": sender, "tracker": state, "domain": domain,
+                          "version": "3.6.21"})
+    ms = []
+    started = time.perf_counter()
+    for _ in range(rounds):
+        for call in calls:
+            t = time.perf_counter()
+            status, _ = http_post_json(f"{stack.actions_url}/webhook", call)
+            ms.append((time.perf_counter() - t) * 1000)
+            assert status == 200
+    return {**summary(ms, time.perf_counter() - started), "request_kb": round(len(json.dumps(calls[-1])) / 1024, 1)}
+
+
+def run_stack(tmp: Path, model: Path, conv_1: int, conv_10: int, tracker_store: str,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    started = time.perf_counter()
+    with start_stack(tmp, model, timeout=900, sql_tracker_store=tracker_store == "sql") as stack:
+        ready = {k: round(v, 1) for k, v in stack.startup.items()}
+        ready["both_s"] = round(time.perf_counter() - started, 1)
+        log(f"ready: {ready}")
+        conversation(stack, "warmup", {}, threading.Lock())  # JIT, caches, first SQL connection
+        rss_idle = {"rasa": rss_mb(stack.rasa.pid), "actions": rss_mb(stack.actions.pid)}
+        one, by_turn = load(stack, 1, conv_1, tracker_store)
+        log(f"1 conversation: {one}")
+        ten, _ = load(stack, 10, conv_10, tracker_store)
+        log(f"10 conversations: {ten}")
+        actions_only = replay_actions(stack, f"{tracker_store}-1-0", rounds=5)
+        log(f"action server alone: {actions_only}")
+        rss_after = {"rasa": rss_mb(stack.rasa.pid), "actions": rss_mb(stack.actions.pid)}
+        return {"startup_s": ready, "one": one, "ten": ten, "actions_only": actions_only,
+                "p50_by_turn_ms": {SCRIPT[i]: round(pct(v, 50), 1) for i, v in sorted(by_turn.items())},
+                "rss_idle": rss_idle, "rss_after": rss_after}
+
+
+def write_readme(result: dict[str, Any]) -> None:
+    sql, mem = result["sql"], result.get("memory")
+    ok_ready = sql["startup_s"]["rasa_s"] <= TARGET_READY_S
+    ok_p95 = sql["one"]["p95_ms"] <= TARGET_P95_MS
+    lines = [
+        "# Rasa + action server benchmark",
+        "",
+        f"`make bench` → `python -m bench.rasa_bench` on {result['machine']} ({result['date']}); model "
+        f"`{result['model']}`. Loopback only; every turn runs a custom action; one conversation = "
+        f"{len(SCRIPT)} turns ({' → '.join(SCRIPT)}).",
+        "",
+        "| measure | SQL tracker store (default) | in-memory tracker store | target |",
+        "|---|---|---|---|",
+        f"| Rasa ready after start | {sql['startup_s']['rasa_s']} s | {mem['startup_s']['rasa_s'] if mem else '–'} s "
+        f"| ≤ {TARGET_READY_S:.0f} s {'✅' if ok_ready else '❌'} |",
+        f"| action server ready after start | {sql['startup_s']['actions_s']} s | "
+        f"{mem['startup_s']['actions_s'] if mem else '–'} s | |",
+    ]
+    for key, label in (("one", "1 conversation"), ("ten", "10 concurrent conversations")):
+        s, m = sql[key], (mem or {}).get(key)
+        lines += [
+            f"| {label}: p50 / p95 / max per turn | {s['p50_ms']} / {s['p95_ms']} / {s['max_ms']} ms | "
+            + (f"{m['p50_ms']} / {m['p95_ms']} / {m['max_ms']} ms" if m else "–")
+            + (f" | p95 ≤ {TARGET_P95_MS:.0f} ms {'✅' if ok_p95 else '❌'} |" if key == "one" else " | |"),
+            f"| {label}: messages/s | {s['msgs_per_s']} ({s['turns']} turns) | "
+            + (f"{m['msgs_per_s']} ({m['turns']} turns)" if m else "–") + " | |",
+        ]
+    a = sql["actions_only"]
+    lines += [
+        f"| action server alone (Rasa's requests replayed): p50 / p95 | {a['p50_ms']} / {a['p95_ms']} ms "
+        f"(request {a['request_kb']} KB) | | |",
+        f"| RSS rasa: idle / peak | {sql['rss_idle']['rasa']['rss_mb']} / {sql['rss_after']['rasa']['peak_rss_mb']} MB"
+        " | | |",
+        f"| RSS actions: idle / peak | {sql['rss_idle']['actions']['rss_mb']} / "
+        f"{sql['rss_after']['actions']['peak_rss_mb']} MB | | |",
+    ]
+    if result.get("train_s") is not None:
+        lines.append(f"| rasa train (bot/train.py, this run) | {result['train_s']} s | | |")
+    lines += ["", "p50 per turn of the script (1 conversation, SQL store):", "",
+              "| turn | p50 ms |", "|---|---|"]
+    lines += [f"| `{t}` | {v} |" for t, v in sql["p50_by_turn_ms"].items()]
+    if result.get("notes"):
+        lines += ["", *result["notes"]]
+    README.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.rasa_bench")
+    parser.add_argument("--quick", action="store_true", help="fewer conversations (a smoke run)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the in-memory tracker store comparison")
+    args = parser.parse_args(argv)
+    conv_1, conv_10 = (3, 10) if args.quick else (10, 30)
+
+    def log(msg: str) -> None:
+        print(f"[bench] {msg}", flush=True)
+
+    train_lines: list[str] = []
+    started = time.perf_counter()
+    model = train_model(train_lines.append)
+    train_s = next((float(ln.split("rasa train:")[1].split("s")[0]) for ln in train_lines if "rasa train:" in ln),
+                   None)
+    log(f"model {model} ({time.perf_counter() - started:.1f} s)")
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {_cores()} cores",
+        "model": model.name, "train_s": train_s, "conversations": {"one": conv_1, "ten": conv_10},
+    }
+    with tempfile.TemporaryDirectory(prefix="rasa-bench-") as tmp:
+        result["sql"] = run_stack(Path(tmp) / "sql", model, conv_1, conv_10, "sql", log)
+        if not args.no_memory:
+            result["memory"] = run_stack(Path(tmp) / "memory", model, conv_1, conv_10, "memory", log)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_readme(result)
+    log(f"wrote {RESULTS.relative_to(REPO)} and {README.relative_to(REPO)}")
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
