@@ -33,9 +33,10 @@ def _domain() -> dict[str, Any]:
 
 # -- the real server ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def action_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def action_server(tmp_path_factory: pytest.TempPathFactory, kb: Any, settings: Any) -> Iterator[str]:
+    """The real server, answering from the index the `kb` fixture built of the bundled corpus."""
     log = runner.Printer(None, tmp_path_factory.mktemp("actions") / "actions.log")
-    proc = actions_proc(free_port(), log).start()
+    proc = actions_proc(free_port(), log, {"GOVBOT_INDEX_DIR": str(settings.index_root)}).start()
     port = proc.argv[proc.argv.index("--port") + 1]
     url = f"http://127.0.0.1:{port}"
     try:
@@ -261,6 +262,23 @@ def test_materials_with_situations_ask_once_then_answer_personalised(chat: Chat,
     chat.user("护照要带什么材料", "ask_materials", service="passport")
     chat.run("action_answer")
     assert chat.followup == "situation_form" and chat.slots["situation"] is None
+
+
+@pytest.mark.model
+def test_a_typed_situation_completes_the_form_whatever_its_intent(chat: Chat, actions_kb: Any) -> None:
+    from retrieval.answers import field_items
+
+    chat.user("补办身份证要什么材料", "ask_materials", service="id-card-reissue")
+    chat.run("action_answer")
+    chat.active_loop = {"name": "situation_form"}
+    chat.run("action_ask_situation")
+    chat.set("requested_slot", "situation")
+    chat.user("我是本人办理", "ask_service")  # NLU may read it as a new question
+    chat.run("validate_situation_form")
+    chat.active_loop = {}
+    (card,) = cards(chat.run("action_answer"))
+    guide = actions_kb.retriever.data.corpus.guides["id-card-reissue"]
+    assert card["aspect"] == "materials" and card["items"] == field_items(guide, "materials", "adult")
 
 
 @pytest.mark.model

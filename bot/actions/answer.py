@@ -29,6 +29,7 @@ from .common import (
     guide,
     in_thread,
     intent_of,
+    last_bot_kind,
     last_meta_for,
     last_question,
     latest_meta,
@@ -140,6 +141,9 @@ class ActionAnswer(Action):
             return answer_service(dispatcher, tracker, kb, service, aspect, candidates=candidates,
                                   confidence=confidence)
 
+        if form_just_answered(tracker):  # the situation form completed: the personalised checklist, whatever the
+            aspect = "materials"        # intent of the typed answer (「我是本人办理」 may look like ask_service)
+            intent = "inform"
         if slot_service and intent not in NEW_QUESTION_INTENTS and aspect != "policy":  # a follow-up in context
             mentioned = mentioned_services(kb, text) if text else []
             if mentioned and slot_service not in mentioned:  # names another guide verbatim: switch to it
@@ -156,6 +160,18 @@ class ActionAnswer(Action):
             return []
         hits = await in_thread(kb.search, text, region=region, k=5)
         return search_and_answer(dispatcher, tracker, kb, hits, aspect)
+
+
+def form_just_answered(tracker: Tracker) -> bool:
+    """The bot asked for the 情形 last turn and the form filled `situation` in this one."""
+    if not tracker.get_slot("situation") or last_bot_kind(tracker) != "ask_situation":
+        return False
+    for event in reversed(tracker.events or []):
+        if event.get("event") == "user":
+            return False
+        if event.get("event") == "slot" and event.get("name") == "situation" and event.get("value"):
+            return True
+    return False
 
 
 def _known_confidence(tracker: Tracker, service: str, kb: Any = None) -> Optional[float]:
