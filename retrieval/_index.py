@@ -133,6 +133,10 @@ class IndexData:
     bm25: BM25
     tokens: Tokens
     corpus: Optional[Corpus]
+    unit_index: dict[str, int] = field(default_factory=dict)  # unit id -> position
+
+    def __post_init__(self) -> None:
+        self.unit_index = {u.id: i for i, u in enumerate(self.units)}
 
 
 def inputs_hash(units: list[Unit], entries: list[Entry], embedder: Embedder, extra: str = "") -> str:

@@ -67,8 +67,8 @@ class Retriever:
         data, cand, feats, _ = self._candidates(query, exclude, exclude_entries)
         return data, cand, feats
 
-    def _candidates(self, query: str, exclude: Sequence[int] = (), exclude_entries: Sequence[int] = ()
-                    ) -> tuple[IndexData, list[int], np.ndarray, np.ndarray]:
+    def _candidates(self, query: str, exclude: Sequence[int] = (), exclude_entries: Sequence[int] = (),
+                    include: Sequence[int] = ()) -> tuple[IndexData, list[int], np.ndarray, np.ndarray]:
         data = self.data
         skip = set(exclude_entries)
         n_units = len(data.units)
@@ -87,6 +87,12 @@ class Retriever:
                     dense[u] = s
                 if data.entry_is_query[i] and s > dense_query[u]:
                     dense_query[u] = s
+        for u in include:  # a unit asked for by id is scored exactly, even if FAISS did not return it
+            run = self._entries_of(data, u)
+            sims_u = np.stack([data.vectors.reconstruct(int(i)) for i in run]) @ qv[0]
+            dense[u] = float(sims_u.max())
+            q_only = sims_u[data.entry_is_query[run]]
+            dense_query[u] = float(q_only.max()) if len(q_only) else -1.0
         entry_lex = data.bm25.scores(data.tokens(text))
         if skip:
             entry_lex[list(skip)] = 0.0
@@ -97,7 +103,8 @@ class Retriever:
             lexical[list(exclude)] = 0.0
         by_dense = np.argsort(-dense)
         by_lex = np.argsort(-lexical)
-        cand = list(dict.fromkeys([*by_dense[:CANDIDATES].tolist(), *[u for u in by_lex[:CANDIDATES] if lexical[u] > 0]]))
+        cand = list(dict.fromkeys([*by_dense[:CANDIDATES].tolist(),
+                                   *[u for u in by_lex[:CANDIDATES] if lexical[u] > 0], *include]))
         dense_rank = np.empty(n_units, dtype=np.int64)
         dense_rank[by_dense] = np.arange(n_units)
         lex_rank = np.empty(n_units, dtype=np.int64)
@@ -122,7 +129,9 @@ class Retriever:
     def search(self, query: str, *, service: Optional[str] = None, aspect: Optional[str] = None,
                region: Optional[str] = None, k: int = 5) -> list[Hit]:
         """Best units for `query`, most likely first; `confidence` is P(this hit is the right answer)."""
-        data, cand, feats, qv = self._candidates(query)
+        data = self.data
+        wanted = data.unit_index.get(service) if service else None
+        data, cand, feats, qv = self._candidates(query, include=() if wanted is None else (wanted,))
         if not cand:
             return []
         fused = self.weights.fusion.decision(feats)
@@ -158,14 +167,18 @@ class Retriever:
 
     def _best_entry(self, data: IndexData, unit: int, qv: np.ndarray, aspect: Optional[str]) -> Any:
         """The unit's entry that best explains the match (the asked field wins when given)."""
-        # entries are written unit by unit, so a unit's entries are one contiguous, sorted run
-        idx = np.arange(*np.searchsorted(data.entry_unit, [unit, unit + 1]))
+        idx = self._entries_of(data, unit)
         if aspect:
             for i in idx:
                 if data.entries[i].field == aspect:
                     return data.entries[i]
         vecs = np.stack([data.vectors.reconstruct(int(i)) for i in idx])
         return data.entries[int(idx[int(np.argmax(vecs @ qv))])]
+
+    @staticmethod
+    def _entries_of(data: IndexData, unit: int) -> np.ndarray:
+        # entries are written unit by unit, so a unit's entries are one contiguous, sorted run
+        return np.arange(*np.searchsorted(data.entry_unit, [unit, unit + 1]))
 
     def is_confident(self, hit: Hit) -> bool:
         return hit.confidence >= self.threshold

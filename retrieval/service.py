@@ -18,6 +18,7 @@ from .search import Hit, Retriever
 from .settings import Settings, get_settings
 
 ProgressFn = Callable[[str, int, int], None]
+CLARIFY_SHARE = 0.3  # below threshold but at least this share of it: clarify with candidates
 
 
 class CorpusError(Exception):
@@ -97,10 +98,14 @@ class KnowledgeService:
         if not hits:
             return Answer("handoff", query, aspect)
         top = hits[0]
+        if service and top.doc_id == service and top.kind == "guide":
+            # The conversation already settled which service this is (a slot, a button): the retrieval
+            # gate is for finding the document, and the asked field comes from the guide itself.
+            return Answer("answer", query, aspect, self.cards(top, aspect, situation), hits, top.confidence)
         if not self.retriever.is_confident(top):
-            close = [h for h in hits[:3] if h.confidence >= self.retriever.threshold / 2]
-            return Answer("clarify" if len(close) > 1 else "handoff", query, aspect, hits=hits,
-                          confidence=top.confidence)
+            # A plausible but unproven match is worth a question (「您是想问…吗？」); a weak one is not.
+            decision = "clarify" if top.confidence >= CLARIFY_SHARE * self.retriever.threshold else "handoff"
+            return Answer(decision, query, aspect, hits=hits, confidence=top.confidence)
         return Answer("answer", query, aspect, self.cards(top, aspect, situation), hits, top.confidence)
 
     def cards(self, hit: Hit, aspect: Optional[str], situation: Optional[str] = None) -> list[dict[str, Any]]:
