@@ -36,13 +36,15 @@ test: setup  ## lint, type-check and the whole test suite (both runtimes)
 	@.venv/bin/mypy
 	@.venv/bin/pytest -q tests
 
-eval:  ## retrieval quality on the Beijing FAQ dev set (see bench/README.md)
+eval: setup  ## retrieval quality on the Beijing FAQ dev and test splits (see bench/README.md)
 	@$(PY) -m bench.faq_eval
 
 train:  ## learn fusion weights and the confidence model on the dev split (writes retrieval/weights.json)
 	@$(PY) -m retrieval.train
 
-bench: setup  ## speed and memory benchmarks (writes bench/results/)
+bench: setup  ## speed, memory and quality benchmarks (writes bench/results/; figures go to bench/README.md)
 	@$(PY) -m bench.vector_bench
+	@$(PY) -m bench.embed_speed
+	@$(PY) -m bench.faq_eval
 
 .PHONY: help venvs model index setup run test eval train bench

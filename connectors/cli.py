@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="govbot 政务智能问答")
 kb_app = typer.Typer(no_args_is_help=True, help="知识库：校验与构建索引")
@@ -33,7 +34,7 @@ def progress_bar(enabled: bool = True) -> Iterator[Optional[callable]]:  # type:
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
@@ -70,7 +71,7 @@ def kb_build(path: Path = typer.Argument(None, help="知识库目录（默认：
     except CorpusError as exc:
         for problem in exc.problems:
             err.print(str(problem), highlight=False)
-        raise fail(f"知识库有 {len(exc.problems)} 个问题，未构建索引，原索引保持不变。", 1)
+        raise fail(f"知识库有 {len(exc.problems)} 个问题，未构建索引，原索引保持不变。", 1) from None
     typer.echo(f"索引{'已构建' if built else '已是最新'}：{folder}")
 
 
@@ -123,7 +124,7 @@ def eval_faq(kb: Path = typer.Option(..., "--kb", help="知识库 JSONL：{id, a
         with progress_bar(not as_json or sys.stderr.isatty()) as update:
             report = evaluate_faq(kb, questions, drop_answerable=drop_answerable, seed=seed, progress=update)
     except EvalInputError as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from None
     typer.echo(json.dumps(report, ensure_ascii=False, indent=None if as_json else 2))
 
 

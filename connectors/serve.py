@@ -17,7 +17,7 @@ def main() -> None:
     from retrieval import KnowledgeService
 
     kb = KnowledgeService()
-    kb.retriever  # load the index and the model before accepting requests
+    kb.search("身份证")  # load the index and the model (and warm them) before accepting requests
     app = create_app(kb)
     print(f"govbot is running: http://{args.host}:{args.port}/docs  (POST /api/ask; Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

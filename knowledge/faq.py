@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Optional
 
 from .schema import FaqEntry, Problem
 
@@ -67,7 +68,7 @@ def load_faq(
             problems.append(Problem(str(path), n, "", "每行应为一个 JSON 对象"))
             continue
 
-        def get(key: str) -> str:
+        def get(key: str, record: dict = record) -> str:
             value = record.get(cols[key])
             return "" if value is None else str(value).strip()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Optional, TypeVar
 
 from ._frontmatter import FrontMatterError, Located, parse_located, split_front_matter
 from .schema import (
