@@ -164,9 +164,11 @@ class Chat:
         self.executor.register_package("bot.actions")
         self.followup: Optional[str] = None
 
-    def user(self, text: str, intent: str, **entities: str) -> Chat:
+    def user(self, text: str, intent: str, service_candidates: Optional[list[str]] = None, **entities: str) -> Chat:
         ents = [{"entity": k, "value": v, "start": 0, "end": 0} for k, v in entities.items()]
         self.latest = {"text": text, "intent": {"name": intent, "confidence": 0.99}, "entities": ents}
+        if service_candidates:  # what nlu.rasa_components.ServiceLinker adds for an ambiguous mention
+            self.latest["service_candidates"] = service_candidates
         self.events.append({"event": "user", "text": text, "parse_data": self.latest, "timestamp": time.time()})
         for k, v in entities.items():
             if k in self.slots:
@@ -296,6 +298,21 @@ def test_not_this_one_moves_through_the_candidates_then_hands_off(chat: Chat) ->
         assert got and got[0]["service"] not in seen
         seen.append(got[0]["service"])
     assert seen == offered
+
+
+@pytest.mark.model
+def test_an_ambiguous_mention_is_not_answered_with_the_previous_service(chat: Chat) -> None:
+    chat.user("办护照多少钱", "ask_fee", service="passport")
+    chat.run("action_answer")
+    ids = ["id-card-apply", "id-card-reissue", "id-card-renew", "id-card-temporary"]
+    chat.user("身份证要带什么", "ask_materials", service_candidates=ids)  # the slot still says passport
+    msgs = chat.run("action_answer")
+    if chat.followup == "situation_form" or cards(msgs):  # confidently one of them
+        assert chat.slots["service"] in ids
+    else:
+        payloads = [b["payload"] for m in msgs for b in m.get("buttons") or []]
+        assert {json.loads(p[len("/inform"):])["service"] for p in payloads[:-1]} == set(ids)
+        assert chat.slots["aspect"] == "materials"
 
 
 @pytest.mark.model

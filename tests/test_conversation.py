@@ -200,3 +200,14 @@ def test_clarify_button_answers_and_not_this_one_walks_the_candidates(stack: Sta
     picked = say(stack, corpus, sender, services[0]["payload"])
     chosen = json.loads(services[0]["payload"][len("/inform"):])["service"]
     assert situation_buttons(picked) or cards(picked)[0]["service"] == chosen
+
+
+def test_an_ambiguous_mention_does_not_reuse_the_previous_service(stack: Stack, corpus: Any) -> None:
+    sender = "citizen-ambiguous"
+    assert [c["service"] for c in cards(say(stack, corpus, sender, "办护照多少钱"))] == ["passport"]
+    replies = say(stack, corpus, sender, "身份证要带什么材料")
+    assert all(c["service"] != "passport" for c in cards(replies)), replies
+    offered = [json.loads(b["payload"][len("/inform"):])["service"] for m in replies for b in m.get("buttons") or []
+               if b["payload"].startswith('/inform{"service"')]
+    assert offered or situation_buttons(replies) or cards(replies), replies
+    assert all(s.startswith("id-card") for s in offered), offered

@@ -16,7 +16,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from .clarify import unsure
+from .clarify import among, unsure
 from .common import (
     ALL_SITUATIONS,
     FORM,
@@ -35,6 +35,7 @@ from .common import (
     latest_meta,
     logger,
     mentioned_services,
+    nlu_candidates,
     situation_for,
     stop_form,
     switch_preface,
@@ -140,6 +141,17 @@ class ActionAnswer(Action):
                 candidates = _dedupe([*named, *(c.id for c in candidates_from_hits(kb, hits))])
             return answer_service(dispatcher, tracker, kb, service, aspect, candidates=candidates,
                                   confidence=confidence)
+
+        ambiguous = nlu_candidates(kb, tracker)
+        if ambiguous and slot_service not in ambiguous and text:  # 「身份证要带什么」: which of the four?
+            hits = await in_thread(kb.search, text, region=region, k=5)
+            options = among(kb, ambiguous, hits)
+            top = hits[0] if hits else None
+            if top is not None and kb.retriever.is_confident(top) and options and options[0].id == (
+                    top.service if top.kind != "guide" else top.doc_id):
+                return answer_service(dispatcher, tracker, kb, options[0].id, aspect,
+                                      candidates=[c.id for c in options], confidence=top.confidence)
+            return unsure(dispatcher, tracker, kb, hits, aspect=aspect, options=options)
 
         if form_just_answered(tracker):  # the situation form completed: the personalised checklist, whatever the
             aspect = "materials"        # intent of the typed answer (「我是本人办理」 may look like ask_service)

@@ -16,16 +16,19 @@ from .common import (
     aspect_of,
     candidates_from_hits,
     get_kb,
+    guide,
     handoff,
     in_thread,
     last_bot_kind,
+    nlu_candidates,
     previous_turn_metas,
     stop_form,
     timed,
     user_text,
 )
 
-MAX_OPTIONS = 3
+MAX_OPTIONS = 3  # buttons from a search
+MAX_NAMED_OPTIONS = 5  # buttons when the NLU says which guides a mention may mean (「身份证」: four)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -44,10 +47,22 @@ def plausible(kb: Any, hit: Any) -> bool:
             or hit.confidence >= _env_float("GOVBOT_CLARIFY_MIN_CONFIDENCE", kb.retriever.threshold / 4))
 
 
+def among(kb: Any, ids: list[str], hits: list[Any], exclude: tuple[str, ...] = ()) -> list[Candidate]:
+    """The guides `ids` (the NLU's `service_candidates`), in the order of the search hits, then the rest."""
+    ranked = [c for c in candidates_from_hits(kb, hits, exclude) if c.id in ids]
+    rest = [Candidate(i, guide(kb, i).name, None) for i in ids
+            if i not in {c.id for c in ranked} and i not in exclude and guide(kb, i) is not None]
+    return ranked + rest
+
+
 def unsure(dispatcher: CollectingDispatcher, tracker: Tracker, kb: Any, hits: list[Any], *,
-           aspect: Optional[str], exclude: tuple[str, ...] = (), reason: str = "low_confidence") -> list[EventType]:
-    """Clarify with the plausible guides among `hits`; hand off if there are none or we already asked."""
-    options = candidates_from_hits(kb, [h for h in hits if plausible(kb, h)], exclude)[:MAX_OPTIONS]
+           aspect: Optional[str], exclude: tuple[str, ...] = (), reason: str = "low_confidence",
+           options: Optional[list[Candidate]] = None) -> list[EventType]:
+    """Clarify with the plausible guides among `hits` (or the given `options`); hand off if there are none or we
+    already asked."""
+    if options is None:
+        options = candidates_from_hits(kb, [h for h in hits if plausible(kb, h)], exclude)[:MAX_OPTIONS]
+    options = options[:MAX_NAMED_OPTIONS]
     top = hits[0].confidence if hits else None
     if last_bot_kind(tracker) == "clarify":  # asked already: the clerk sees what was offered, then what is new
         offered = next((m.get("candidates") or [] for m in previous_turn_metas(tracker) if m.get("kind") == "clarify"),
@@ -84,4 +99,6 @@ class ActionClarify(Action):
             return []
         aspect = aspect_of(tracker)
         hits = await in_thread(kb.search, text, region=tracker.get_slot("region"), k=5)
-        return unsure(dispatcher, tracker, kb, hits, aspect=aspect)
+        named = nlu_candidates(kb, tracker)
+        return unsure(dispatcher, tracker, kb, hits, aspect=aspect,
+                      options=among(kb, named, hits) if named else None)

@@ -130,6 +130,12 @@ def entity_values(tracker: Tracker, entity: str) -> list[str]:
 NEW_QUESTION_INTENTS = ("ask_service", "nlu_fallback", "out_of_scope")
 
 
+def nlu_candidates(kb: Any, tracker: Tracker) -> list[str]:
+    """Guides an ambiguous mention may mean (「身份证」), as the NLU's ServiceLinker put them in the parse data."""
+    ids = (tracker.latest_message or {}).get("service_candidates") or []
+    return [str(i) for i in dict.fromkeys(ids) if guide(kb, str(i)) is not None]
+
+
 def aspect_of(tracker: Tracker) -> Optional[str]:
     """The aspect asked now: from the intent, else a cue in the wording, else the one being talked about
     (not carried over into a new question about a service)."""
