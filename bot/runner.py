@@ -2,7 +2,8 @@
 
 1. trains the Rasa model if its inputs changed (the dialogue core's `bot/train.py`, in .venv-rasa);
 2. starts the action server (`python -m bot.actions.serve`, .venv, 127.0.0.1:5055) and
-   `rasa run --enable-api --auth-token … -i 127.0.0.1 -p 5005` (.venv-rasa), one log stream, a prefix per process;
+   `rasa run --enable-api --auth-token … -i 127.0.0.1 -p 5005` (.venv-rasa, through bot/rasa_launch.py), one log
+   stream, a prefix per process;
 3. waits until both are healthy (GET :5055/health, GET :5005/ → "Hello from Rasa"), prints the webhook URL;
 4. on Ctrl-C or SIGTERM stops both (SIGINT first, then SIGTERM/SIGKILL if they do not exit).
 
@@ -248,7 +249,8 @@ def actions_proc(port: int, log: Callable[[str], None], extra_env: Optional[dict
 def rasa_proc(model: Path, port: int, endpoints: Path, credentials: Path, token: str, log: Callable[[str], None],
               extra_env: Optional[dict[str, str]] = None, extra_args: tuple[str, ...] = ()) -> Proc:
     env = {**os.environ, **QUIET_ENV, "PYTHONPATH": str(REPO), **(extra_env or {})}
-    argv = [str(RASA_PYTHON), "-m", "rasa", "run", "--enable-api", "--auth-token", token, "-i", HOST, "-p", str(port),
+    # bot.rasa_launch = `rasa` plus two measured per-turn fixes (see its docstring); GOVBOT_RASA_PATCHES=0: plain rasa
+    argv = [str(RASA_PYTHON), "-m", "bot.rasa_launch", "run", "--enable-api", f"--auth-token={token}", "-i", HOST, "-p", str(port),
             "--endpoints", str(endpoints), "--credentials", str(credentials), "--model", str(model), *extra_args]
     return Proc("rasa", argv, env, log)
 

@@ -398,3 +398,31 @@ def test_runner_writes_a_private_token(tmp_path: Path, monkeypatch: pytest.Monke
     assert (tmp_path / "token").stat().st_mode & 0o077 == 0
     monkeypatch.setenv("GOVBOT_RASA_TOKEN", "from-env")
     assert runner.auth_token(tmp_path) == "from-env"
+
+
+@pytest.mark.rasa
+def test_rasa_launch_still_validates_action_answers() -> None:
+    """bot/rasa_launch.py caches the response validator; valid answers pass, invalid ones still fail as in Rasa."""
+    if not RASA_PYTHON.exists():
+        pytest.skip(".venv-rasa is missing (make venvs)")
+    code = """
+import jsonschema
+from bot.rasa_launch import patch_action_validation
+from rasa.core.actions.action import RemoteAction
+patch_action_validation()
+a = RemoteAction("action_answer", None)
+assert a._validate_action_result({"events": [{"event": "slot", "name": "service", "value": "passport"}],
+                                  "responses": [{"text": "hi"}]})
+for bad in ({"events": "not a list"}, {"events": [{"event": "slot"}]}, {"responses": ["text"]}):
+    try:
+        a._validate_action_result(bad)
+    except jsonschema.ValidationError as e:
+        assert "Failed to validate Action server response" in e.message
+    else:
+        raise SystemExit(f"accepted {bad}")
+print("ok")
+"""
+    env = {**os.environ, **runner.QUIET_ENV, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([str(RASA_PYTHON), "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

@@ -127,6 +127,9 @@ class ActionAnswer(Action):
         slot_service = tracker.get_slot("service")
         known = list(tracker.get_slot("candidates") or [])
         named = [s for s in entity_values(tracker, "service") if guide(kb, s) is not None]
+        unknown = [s for s in entity_values(tracker, "service") if guide(kb, s) is None]
+        if unknown:
+            logger.warning("the NLU linked %s, which the knowledge index does not have (stale index?)", unknown)
         logger.debug("answer sender=%s intent=%s aspect=%s named=%s slot=%s", tracker.sender_id, intent, aspect,
                      named, slot_service)
 

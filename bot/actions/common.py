@@ -63,8 +63,20 @@ def set_kb(kb: Any) -> None:
 
 
 def warm_up() -> None:
-    """Load the index and run one search so the first citizen does not pay for lazy initialisation."""
+    """Load the index and run one search so the first citizen does not pay for lazy initialisation; warn when the
+    index was built from another version of the knowledge base than the one in the checkout."""
     kb = get_kb()
+    try:
+        from knowledge import load_corpus
+
+        current, _ = load_corpus(kb.settings.corpus_dir)
+        indexed = kb.retriever.data.corpus
+        if indexed is not None and current.content_hash() != indexed.content_hash():
+            logger.warning("the knowledge index %s was built from another version of %s (%d guides indexed, %d "
+                           "there): answers come from the index; run `make index` to rebuild it",
+                           kb.retriever.data.folder, kb.settings.corpus_dir, len(indexed.guides), len(current.guides))
+    except Exception as exc:  # a check only: never keep the server from starting
+        logger.warning("could not compare the index with the knowledge base: %s", exc)
     started = time.perf_counter()
     kb.search("身份证丢了怎么补办", k=3)
     logger.info("warm-up search %.0f ms", (time.perf_counter() - started) * 1000)
@@ -357,14 +369,18 @@ def stop_form(tracker: Tracker) -> list[EventType]:
     return []
 
 
+_TIMING = logging.INFO if os.environ.get("GOVBOT_ACTION_TIMING") else logging.DEBUG
+
+
 def timed(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Log how long an action's run took (debug level)."""
+    """Log how long an action's run took (debug level; info with GOVBOT_ACTION_TIMING=1, used by the benchmark)."""
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         async def run(self: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> Any:
             started = time.perf_counter()
             try:
                 return await fn(self, dispatcher, tracker, domain)
             finally:
-                logger.debug("%s sender=%s %.1f ms", name, tracker.sender_id, (time.perf_counter() - started) * 1e3)
+                logger.log(_TIMING, "timing %s %.1f ms sender=%s", name, (time.perf_counter() - started) * 1e3,
+                           tracker.sender_id)
         return run
     return wrap
