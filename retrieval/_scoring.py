@@ -18,14 +18,20 @@ WEIGHTS_FILE = Path(__file__).with_name("weights.json")
 FUSION_FEATURES = (
     "dense",  # best cosine over the unit's entries
     "dense_gap",  # dense - best dense of any unit (<= 0)
-    "dense_query",  # best cosine over question-like entries (name, alias, FAQ question)
+    "dense_query",  # best cosine over question-like entries (name, alias, FAQ question); 0 if none
+    "dense_passage",  # best cosine over passage entries (fields, answers, articles); 0 if none
     "lexical_rel",  # BM25 / best BM25 of any unit
     "lexical_log",  # log(1 + BM25)
     "dense_rrank",  # 1 / (1 + rank by dense)
     "lexical_rrank",  # 1 / (1 + rank by BM25)
 )
 # Per hit: what the confidence model sees.
-CONFIDENCE_FEATURES = ("fused", "margin", "dense", "dense_gap", "lexical_rel", "dense_sharp", "dense_margin")
+_PER_REGIME = ("fused", "margin", "lexical_rel", "dense_sharp", "dense_margin", "bias")
+# The top hit matched either a question-like entry (a guide's name, alias, FAQ question: question-to-question
+# similarity) or a passage (a field, an answer, an article: question-to-passage). The two live on different
+# scales, so each regime gets its own weights (features multiplied by the regime indicator).
+CONFIDENCE_FEATURES = tuple(f"{regime}_{name}" for regime in ("question", "passage") for name in _PER_REGIME)
+COL = {name: i for i, name in enumerate(FUSION_FEATURES)}
 
 
 def confidence_features(fused: np.ndarray, feats: np.ndarray) -> np.ndarray:
@@ -35,10 +41,13 @@ def confidence_features(fused: np.ndarray, feats: np.ndarray) -> np.ndarray:
     range, where a near-exact match (0.99) and a merely similar one (0.95) must be told apart."""
     n = len(fused)
     best_other = np.where(np.arange(n) == 0, fused[1] if n > 1 else fused[0] - 5.0, fused[0])
-    dense = feats[:, 0]
+    dense = feats[:, COL["dense"]]
     dense_other = np.where(np.arange(n) == 0, dense[1] if n > 1 else dense[0] - 0.2, dense[0])
-    return np.stack([fused, fused - best_other, dense, feats[:, 1], feats[:, 3],
-                     -np.log(np.clip(1.001 - dense, 1e-3, None)), dense - dense_other], axis=1)
+    sharp = -np.log(np.clip(1.001 - np.clip(dense, 0.0, 1.0), 1e-3, None))
+    base = np.stack([fused, fused - best_other, feats[:, COL["lexical_rel"]], sharp, dense - dense_other,
+                     np.ones(n)], axis=1)
+    question = (feats[:, COL["dense_query"]] >= feats[:, COL["dense_passage"]]).astype(np.float64)[:, None]
+    return np.concatenate([base * question, base * (1.0 - question)], axis=1)
 
 
 @dataclass

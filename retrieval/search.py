@@ -15,7 +15,7 @@ from nlu import normalize
 
 from ._embedder import Embedder
 from ._index import IndexData, load_index_folder
-from ._scoring import FUSION_FEATURES, Weights, confidence_features
+from ._scoring import COL, FUSION_FEATURES, Weights, confidence_features
 
 CANDIDATES = 30  # units taken from each of the dense and the lexical ranking before fusion
 DENSE_ENTRIES = 256  # entries read from FAISS per query
@@ -76,7 +76,8 @@ class Retriever:
         qv = self.embedder.encode([text], "query", persist=False)
         k = min(DENSE_ENTRIES, len(data.entries))
         dense = np.full(n_units, -1.0, dtype=np.float32)
-        dense_query = np.full(n_units, -1.0, dtype=np.float32)
+        dense_query = np.zeros(n_units, dtype=np.float32)
+        dense_passage = np.zeros(n_units, dtype=np.float32)
         if k:
             sims, ids = data.vectors.search(qv, k)
             for s, i in zip(sims[0], ids[0]):
@@ -85,21 +86,25 @@ class Retriever:
                 u = data.entry_unit[i]
                 if s > dense[u]:
                     dense[u] = s
-                if data.entry_is_query[i] and s > dense_query[u]:
-                    dense_query[u] = s
+                if data.entry_is_query[i]:
+                    dense_query[u] = max(dense_query[u], s)
+                else:
+                    dense_passage[u] = max(dense_passage[u], s)
         for u in include:  # a unit asked for by id is scored exactly, even if FAISS did not return it
             run = self._entries_of(data, u)
             sims_u = np.stack([data.vectors.reconstruct(int(i)) for i in run]) @ qv[0]
             dense[u] = float(sims_u.max())
-            q_only = sims_u[data.entry_is_query[run]]
-            dense_query[u] = float(q_only.max()) if len(q_only) else -1.0
+            is_query = data.entry_is_query[run]
+            dense_query[u] = float(sims_u[is_query].max()) if is_query.any() else 0.0
+            dense_passage[u] = float(sims_u[~is_query].max()) if (~is_query).any() else 0.0
         entry_lex = data.bm25.scores(data.tokens(text))
         if skip:
             entry_lex[list(skip)] = 0.0
         lexical = np.zeros(n_units, dtype=np.float32)
         np.maximum.at(lexical, data.entry_unit, entry_lex)
         if len(exclude):
-            dense[list(exclude)] = dense_query[list(exclude)] = -1.0
+            dense[list(exclude)] = -1.0
+            dense_query[list(exclude)] = dense_passage[list(exclude)] = 0.0
             lexical[list(exclude)] = 0.0
         by_dense = np.argsort(-dense)
         by_lex = np.argsort(-lexical)
@@ -116,7 +121,8 @@ class Retriever:
             [
                 dense[c],
                 dense[c] - top_dense,
-                np.where(dense_query[c] > -1, dense_query[c], dense[c]),
+                dense_query[c],
+                dense_passage[c],
                 lexical[c] / (top_lex + 1e-6),
                 np.log1p(lexical[c]),
                 1.0 / (1.0 + dense_rank[c]),
@@ -154,7 +160,8 @@ class Retriever:
                 Hit(
                     doc_id=unit.id, kind=unit.kind, field=entry.field if entry else unit.kind, title=unit.title,
                     text=entry.text if entry else unit.text,
-                    scores={"dense": float(feats[j, 0]), "lexical": float(feats[j, 4]), "fused": float(fused[j])},
+                    scores={"dense": float(feats[j, COL["dense"]]), "lexical": float(feats[j, COL["lexical_log"]]),
+                            "fused": float(fused[j])},
                     confidence=float(conf[rank]), service=unit.service, ref=entry.ref if entry else "",
                     features=dict(zip(FUSION_FEATURES, map(float, feats[j]))),
                 )

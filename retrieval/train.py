@@ -9,6 +9,7 @@ wrong answers at or below TARGET_WRONG of the answered questions in that mix.
 from __future__ import annotations
 
 import hashlib
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -104,16 +105,21 @@ def main() -> int:
     work.mkdir(parents=True)
     print(f"train: indexing {len(kb)} answers (embeddings are cached)", flush=True)
     retriever, _ = temporary_retriever(kb, settings, work, weights=Weights.neutral())
-    rows = collect(retriever, questions)
-    corpus_rows, n_corpus = collect_corpus(settings, work)
-    rows += corpus_rows
+    cached = settings.cache_dir / "train-rows.pkl"
+    if "--reuse" in sys.argv and cached.exists():  # iterate on the models without recomputing features
+        rows, n_corpus = pickle.loads(cached.read_bytes())
+    else:
+        rows = collect(retriever, questions)
+        corpus_rows, n_corpus = collect_corpus(settings, work)
+        rows += corpus_rows
+        cached.write_bytes(pickle.dumps((rows, n_corpus)))
     fusion = fit_fusion(rows)
     # The confidence model is fitted on one half of the questions and its threshold chosen on the other,
     # so the threshold is not tuned on the very rows the model has seen.
     half = np.array([int(hashlib.sha256(str(i // 2).encode()).hexdigest()[:2], 16) % 2 for i in range(len(rows))])
     xa, ya = confidence_table([r for r, h in zip(rows, half) if h == 0], fusion)
     xb, yb = confidence_table([r for r, h in zip(rows, half) if h == 1], fusion)
-    model = LogisticRegression(C=1.0, max_iter=2000).fit(xa, ya)
+    model = LogisticRegression(C=1.0, max_iter=5000, fit_intercept=False).fit(xa, ya)  # bias is per regime
     confidence = Linear(model.coef_[0].astype(np.float64), float(model.intercept_[0]))
     threshold = choose_threshold(confidence.proba(xb), yb)
     kb_hash = hashlib.sha256(paths["kb"].read_bytes()).hexdigest()[:16]
