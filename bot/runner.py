@@ -240,6 +240,27 @@ def wait_healthy(proc: Proc, url: str, check: Callable[[int, str], bool], timeou
     raise StackError(f"{proc.name} not healthy at {url} after {timeout:.0f} s:\n" + "\n".join(proc.tail[-30:]))
 
 
+def wait_all(checks: list[tuple[Proc, str, Callable[[int, str], bool]]], timeout: float) -> dict[str, float]:
+    """Wait for several processes at once; returns {"<name>_s": seconds from its start until healthy}."""
+    results: dict[str, float] = {}
+    errors: list[BaseException] = []
+
+    def one(proc: Proc, url: str, check: Callable[[int, str], bool]) -> None:
+        try:
+            results[f"{proc.name}_s"] = wait_healthy(proc, url, check, timeout)
+        except BaseException as exc:  # noqa: BLE001 (re-raised below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=c, daemon=True) for c in checks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 def actions_proc(port: int, log: Callable[[str], None], extra_env: Optional[dict[str, str]] = None) -> Proc:
     env = {**os.environ, **QUIET_ENV, "PYTHONPATH": str(REPO), **(extra_env or {})}
     return Proc("actions", [str(APP_PYTHON), "-m", "bot.actions.serve", "--host", HOST, "--port", str(port)], env,
@@ -334,10 +355,8 @@ def start_stack(tmpdir: Path, model: Optional[Path] = None, *, rasa_port: Option
     try:
         actions.start()
         rasa.start()
-        startup = {
-            "actions_s": wait_healthy(actions, f"http://{HOST}:{actions_port}/health", _actions_ok, timeout),
-            "rasa_s": wait_healthy(rasa, f"http://{HOST}:{rasa_port}/", _rasa_ok, timeout),
-        }
+        startup = wait_all([(actions, f"http://{HOST}:{actions_port}/health", _actions_ok),
+                            (rasa, f"http://{HOST}:{rasa_port}/", _rasa_ok)], timeout)
         yield Stack(f"http://{HOST}:{rasa_port}", f"http://{HOST}:{actions_port}", token, rasa, actions, startup)
     finally:
         rasa.stop()
@@ -393,10 +412,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         def watch() -> None:
             try:
-                a = wait_healthy(actions, f"http://{HOST}:{args.actions_port}/health", _actions_ok, args.timeout)
-                printer(f"[runner] actions healthy after {a:.1f} s")
-                r = wait_healthy(rasa, f"http://{HOST}:{args.rasa_port}/", _rasa_ok, args.timeout)
-                printer(f"[runner] rasa healthy after {r:.1f} s")
+                took = wait_all([(actions, f"http://{HOST}:{args.actions_port}/health", _actions_ok),
+                                 (rasa, f"http://{HOST}:{args.rasa_port}/", _rasa_ok)], args.timeout)
+                printer(f"[runner] healthy: actions after {took['actions_s']:.1f} s, rasa after {took['rasa_s']:.1f} s")
                 ready.set()
             except StackError as exc:
                 errors.append(str(exc))
