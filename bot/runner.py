@@ -48,6 +48,7 @@ QUIET_ENV = {
     "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
     "TQDM_DISABLE": "1",
     "PYTHONUNBUFFERED": "1",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",  # Rasa 3.6's import-time noise
     "SANIC_HOST": HOST,  # if anyone starts rasa-sdk's own CLI in this environment, it stays on loopback
 }
 

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,9 +28,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(key, value)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("sanic.access", "sanic.root", "sanic.server", "jieba"):
+    # sentence-transformers shows a progress bar per query when its logger is at INFO; faiss and rasa-sdk log their
+    # start-up chatter at INFO: one line of ours says the same.
+    for noisy in ("sanic.access", "sanic.root", "sanic.server", "jieba", "sentence_transformers", "faiss",
+                  "rasa_sdk.executor", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    # rasa-sdk warns on every request that 3.21 and Rasa 3.6 differ in minor version; tests/test_actions.py proves
+    # this pair speaks the same protocol (Rasa 3.6's own client against this server), so the warning says nothing.
+    warnings.filterwarnings("ignore", message="Your versions of rasa and rasa_sdk might not be compatible")
     started = time.perf_counter()
     from rasa_sdk.endpoint import create_app
     from rasa_sdk.executor import ActionExecutor
