@@ -54,7 +54,7 @@ QUIET_ENV = {
 
 
 # POST /conversations/<id>/tracker/events (HTTP API, token) to give a handed-off conversation back to the bot.
-HAND_BACK_EVENTS = [
+HAND_BACK_EVENTS: list[dict] = [
     {"event": "resume"},
     {"event": "slot", "name": "handed_off", "value": False},
     {"event": "action", "name": "action_listen"},

@@ -355,8 +355,9 @@ def test_rating_is_recorded_for_the_last_answer(chat: Chat) -> None:
     chat.user("不满意", "rate_answer")
     (msg,) = chat.run("action_rate")
     assert msg["custom"]["rating"] == {"value": "bad", "service": "passport", "aspect": "fee"}
-    chat.user("👍 很有帮助", "rate_answer")
-    assert chat.run("action_rate")[0]["custom"]["rating"]["value"] == "good"
+    for said, value in (("👍 很有帮助", "good"), ("五星好评", "good"), ("一星", "bad"), ("没帮助", "bad")):
+        chat.user(said, "rate_answer")
+        assert chat.run("action_rate")[0]["custom"]["rating"]["value"] == value, said
 
 
 # -- helpers, no model --------------------------------------------------------------------------------------------------

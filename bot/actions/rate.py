@@ -11,8 +11,8 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from .common import entity_values, latest_meta, logger, meta, timed, user_text
 
-_BAD = re.compile(r"差评|不满意|不好|没用|没有用|没帮助|没有帮助|不对|太差|垃圾|👎|不行")
-_GOOD = re.compile(r"好评|满意|有用|有帮助|很好|不错|点赞|赞|👍|解决了")
+_BAD = re.compile(r"差评|不满意|不好|没用|没有用|没帮助|没有帮助|不对|太差|垃圾|👎|不行|一星|1星|零分|0分")
+_GOOD = re.compile(r"好评|满意|有用|有帮助|很好|不错|点赞|赞|👍|解决了|五星|5星|满分")
 _VALUES = {"good": "good", "bad": "bad", "好评": "good", "差评": "bad", "满意": "good", "不满意": "bad"}
 
 
