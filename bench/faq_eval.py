@@ -43,6 +43,7 @@ def main() -> None:
         for name, weights in (("bm25", single_signal(learned, "lexical_log")),
                               ("dense", single_signal(learned, "dense")), ("hybrid", learned)):
             retriever.weights = weights
+            retriever.embedder.clear_query_cache()  # each run pays for embedding its questions, as in service
             results[f"{split}/{name}"] = score(retriever, questions, present, build_s)
             print(split, name, json.dumps(results[f"{split}/{name}"]), flush=True)
     retriever.weights = learned

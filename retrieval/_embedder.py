@@ -124,6 +124,10 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32)
 
+    def clear_query_cache(self) -> None:
+        with self._lock:
+            self._recent.clear()
+
     def _remember(self, pairs: Iterable[tuple[bytes, np.ndarray]]) -> None:
         with self._lock:
             for k, v in pairs:

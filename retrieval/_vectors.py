@@ -30,10 +30,10 @@ def build_vector_index(vectors: np.ndarray, kind: str = "auto") -> faiss.Index:
         hnsw.hnsw.efSearch = 128
         index = hnsw
     elif kind == "ivf":
-        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+        nlist = max(1, min(int(math.sqrt(n)), n // 39 or 1))  # k-means training cost grows with nlist
         ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.train(vectors)
-        ivf.nprobe = max(1, nlist // 16)
+        ivf.nprobe = max(8, nlist // 8)
         index = ivf
     else:
         raise ValueError(f"unknown index kind {kind!r} (flat, hnsw, ivf, auto)")

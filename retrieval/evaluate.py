@@ -17,7 +17,6 @@ from typing import Any, Optional
 import numpy as np
 
 from knowledge import FaqEntry, load_faq
-from nlu import normalize
 
 from ._embedder import Embedder
 from ._index import build_index_folder, faq_units
@@ -98,9 +97,6 @@ def evaluate_faq(kb_path: Path, questions_path: Path, drop_answerable: float = 0
     workdir = Path(tempfile.mkdtemp(prefix="eval-", dir=settings.cache_dir if settings.cache_dir.exists() else None))
     try:
         retriever, build_s = temporary_retriever(kb, settings, workdir, progress)
-        # one batched pass is much faster than one question at a time; search then hits the memory cache
-        retriever.embedder.encode([normalize(q) for q, _ in questions], "query", persist=False,
-                                  progress=(lambda d, t: progress("embed questions", d, t)) if progress else None)
         return score(retriever, questions, present, build_s, progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
