@@ -26,7 +26,10 @@ model: venvs  ## build the offline embedding model (once per input hash)
 index: model  ## validate the bundled knowledge base and build its index (only when it changed)
 	@$(GOVBOT) kb build
 
-setup: index  ## everything `run` and `test` need; idempotent
+rasa-model: venvs  ## train the Rasa model if its inputs changed (cached by input hash)
+	@$(PY) -m bot.train
+
+setup: index rasa-model  ## everything `run` and `test` need; idempotent
 
 run: setup  ## the whole system on the embedded defaults; prints the URL
 	@$(PY) -m connectors.serve --host $(HOST) --port $(PORT)
@@ -47,4 +50,4 @@ bench: setup  ## speed, memory and quality benchmarks (writes bench/results/; fi
 	@$(PY) -m bench.embed_speed
 	@$(PY) -m bench.faq_eval
 
-.PHONY: help venvs model index setup run test eval train bench
+.PHONY: help venvs model index rasa-model setup run test eval train bench

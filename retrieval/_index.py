@@ -28,11 +28,11 @@ from knowledge import ASPECT_LABELS, Corpus, FaqEntry, load_corpus
 from nlu import dictionary_terms, make_tokenizer, normalize, write_dictionary
 
 from ._embedder import Embedder
-from ._lexical import BM25, Tokens
+from ._lexical import BM25, Tokens, char_grams
 from ._vectors import build_vector_index, choose_kind, load_vector_index, save_vector_index
 from .answers import field_text
 
-INDEX_FORMAT = 2  # bump when what goes into an index changes (tokenisation, entries), to rebuild
+INDEX_FORMAT = 3  # bump when what goes into an index changes (tokenisation, entries), to rebuild
 GUIDE_FIELDS = ("materials", "procedure", "fee", "time_limit", "location", "conditions", "online", "basis", "overview")
 _SENTENCE_END = re.compile(r"(?<=[。！？；;!?\n])")
 
@@ -130,7 +130,8 @@ class IndexData:
     entry_unit: np.ndarray
     entry_is_query: np.ndarray
     vectors: Any  # faiss.Index
-    bm25: BM25
+    bm25: BM25  # over jieba words
+    bm25_chars: BM25  # over character uni- and bigrams
     tokens: Tokens
     corpus: Optional[Corpus]
     unit_index: dict[str, int] = field(default_factory=dict)  # unit id -> position
@@ -176,6 +177,7 @@ def build_index_folder(
                 vectors[idx] = embedder.encode([texts[i] for i in idx], kind, progress=_stage(progress, f"embed {kind}"))
         save_vector_index(build_vector_index(vectors, index_kind), tmp / "dense.faiss")
         BM25.build([tokens(t) for t in texts]).save(tmp)
+        BM25.build([char_grams(t) for t in texts]).save(tmp, "bm25_chars")
         with (tmp / "units.jsonl").open("w", encoding="utf-8") as fh:
             for unit in units:
                 fh.write(json.dumps(asdict(unit), ensure_ascii=False) + "\n")
@@ -231,6 +233,7 @@ def load_index_folder(folder: Path) -> IndexData:
         entry_is_query=np.array([e.kind == "query" for e in entries], dtype=bool),
         vectors=load_vector_index(folder / "dense.faiss"),
         bm25=BM25.load(folder),
+        bm25_chars=BM25.load(folder, "bm25_chars"),
         tokens=Tokens(make_tokenizer(folder / "dictionary.txt", folder.parent / ".jieba")),
         corpus=corpus,
     )

@@ -1,4 +1,5 @@
-"""BM25 over jieba tokens (with the government dictionary), as one sparse matrix product per query."""
+"""BM25 over jieba tokens (with the government dictionary) and over character n-grams, each one sparse
+matrix product per query."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ class Tokens:
         # so a dictionary of whole names and aliases does not hide their parts from lexical matching
         words = self.tokenizer.lcut_for_search(normalize(text))
         return [w for w in (x.strip() for x in words) if w and _KEEP.search(w) and w not in _STOP]
+
+
+def char_grams(text: str) -> list[str]:
+    """Character unigrams and bigrams of the normalised text (CJK and alphanumerics only).
+
+    Robust where word segmentation is not: typos, colloquial compounds, names jieba splits differently."""
+    chars = [c for c in normalize(text) if _KEEP.match(c)]
+    return [c for c in chars if c not in _STOP] + [a + b for a, b in zip(chars, chars[1:])]
 
 
 class BM25:
@@ -68,11 +77,11 @@ class BM25:
                 q[j] += 1.0
         return np.asarray(self.weights @ q).ravel()
 
-    def save(self, folder: Path) -> None:
-        sparse.save_npz(folder / "bm25.npz", self.weights)
-        (folder / "bm25_vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
+    def save(self, folder: Path, name: str = "bm25") -> None:
+        sparse.save_npz(folder / f"{name}.npz", self.weights)
+        (folder / f"{name}_vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def load(cls, folder: Path) -> BM25:
-        vocab = json.loads((folder / "bm25_vocab.json").read_text(encoding="utf-8"))
-        return cls(vocab, sparse.load_npz(folder / "bm25.npz").tocsr())
+    def load(cls, folder: Path, name: str = "bm25") -> BM25:
+        vocab = json.loads((folder / f"{name}_vocab.json").read_text(encoding="utf-8"))
+        return cls(vocab, sparse.load_npz(folder / f"{name}.npz").tocsr())

@@ -24,6 +24,8 @@ FUSION_FEATURES = (
     "lexical_log",  # log(1 + BM25)
     "dense_rrank",  # 1 / (1 + rank by dense)
     "lexical_rrank",  # 1 / (1 + rank by BM25)
+    "chars_rel",  # character-bigram BM25 / its best of any unit
+    "chars_rrank",  # 1 / (1 + rank by character-bigram BM25)
 )
 # Per hit: what the confidence model sees.
 _PER_REGIME = ("fused", "margin", "lexical_rel", "dense_sharp", "dense_margin", "bias")

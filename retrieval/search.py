@@ -15,6 +15,7 @@ from nlu import normalize
 
 from ._embedder import Embedder
 from ._index import IndexData, load_index_folder
+from ._lexical import char_grams
 from ._scoring import COL, FUSION_FEATURES, Weights, confidence_features
 
 CANDIDATES = 30  # units taken from each of the dense and the lexical ranking before fusion
@@ -97,23 +98,25 @@ class Retriever:
             is_query = data.entry_is_query[run]
             dense_query[u] = float(sims_u[is_query].max()) if is_query.any() else 0.0
             dense_passage[u] = float(sims_u[~is_query].max()) if (~is_query).any() else 0.0
-        entry_lex = data.bm25.scores(data.tokens(text))
-        if skip:
-            entry_lex[list(skip)] = 0.0
-        lexical = np.zeros(n_units, dtype=np.float32)
-        np.maximum.at(lexical, data.entry_unit, entry_lex)
+        lexical = self._lexical_units(data, data.bm25.scores(data.tokens(text)), skip)
+        chars = self._lexical_units(data, data.bm25_chars.scores(char_grams(text)), skip)
         if len(exclude):
             dense[list(exclude)] = -1.0
             dense_query[list(exclude)] = dense_passage[list(exclude)] = 0.0
-            lexical[list(exclude)] = 0.0
+            lexical[list(exclude)] = chars[list(exclude)] = 0.0
         by_dense = np.argsort(-dense)
         by_lex = np.argsort(-lexical)
+        by_chars = np.argsort(-chars)
         cand = list(dict.fromkeys([*by_dense[:CANDIDATES].tolist(),
-                                   *[u for u in by_lex[:CANDIDATES] if lexical[u] > 0], *include]))
+                                   *[u for u in by_lex[:CANDIDATES] if lexical[u] > 0],
+                                   *[u for u in by_chars[:CANDIDATES] if chars[u] > 0], *include]))
         dense_rank = np.empty(n_units, dtype=np.int64)
         dense_rank[by_dense] = np.arange(n_units)
         lex_rank = np.empty(n_units, dtype=np.int64)
         lex_rank[by_lex] = np.arange(n_units)
+        chars_rank = np.empty(n_units, dtype=np.int64)
+        chars_rank[by_chars] = np.arange(n_units)
+        top_chars = float(chars[by_chars[0]]) if n_units else 0.0
         top_dense = float(dense[by_dense[0]]) if n_units else 0.0
         top_lex = float(lexical[by_lex[0]]) if n_units else 0.0
         c = np.array(cand, dtype=np.int64)
@@ -127,6 +130,8 @@ class Retriever:
                 np.log1p(lexical[c]),
                 1.0 / (1.0 + dense_rank[c]),
                 np.where(lexical[c] > 0, 1.0 / (1.0 + lex_rank[c]), 0.0),
+                chars[c] / (top_chars + 1e-6),
+                np.where(chars[c] > 0, 1.0 / (1.0 + chars_rank[c]), 0.0),
             ],
             axis=1,
         ).astype(np.float64) if len(c) else np.zeros((0, len(FUSION_FEATURES)))
@@ -181,6 +186,15 @@ class Retriever:
                     return data.entries[i]
         vecs = np.stack([data.vectors.reconstruct(int(i)) for i in idx])
         return data.entries[int(idx[int(np.argmax(vecs @ qv))])]
+
+    @staticmethod
+    def _lexical_units(data: IndexData, entry_scores: np.ndarray, skip: set[int]) -> np.ndarray:
+        """Best entry score per unit."""
+        if skip:
+            entry_scores[list(skip)] = 0.0
+        out = np.zeros(len(data.units), dtype=np.float32)
+        np.maximum.at(out, data.entry_unit, entry_scores)
+        return out
 
     @staticmethod
     def _entries_of(data: IndexData, unit: int) -> np.ndarray:
