@@ -8,7 +8,6 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PY := .venv/bin/python
 GOVBOT := .venv/bin/govbot
-HOST ?= 127.0.0.1
 PORT ?= 8000
 
 help:  ## list the targets
@@ -31,16 +30,17 @@ rasa-model: venvs  ## train the Rasa model if its inputs changed (cached by inpu
 
 setup: index rasa-model  ## everything `run` and `test` need; idempotent
 
-run: setup  ## the whole system on the embedded defaults; prints the URL
-	@$(PY) -m connectors.serve --host $(HOST) --port $(PORT)
+run: setup  ## the whole system on the embedded defaults (Rasa, actions, gateway); prints the URLs; Ctrl-C stops all
+	@$(PY) -m bot.runner --gateway-port $(PORT)
 
 test: setup  ## lint, type-check and the whole test suite (both runtimes)
-	@.venv/bin/ruff check knowledge nlu retrieval connectors tests bench
+	@.venv/bin/ruff check knowledge nlu retrieval connectors bot tests bench
 	@.venv/bin/mypy
 	@.venv/bin/pytest -q tests
 
 eval: setup  ## retrieval quality on the Beijing FAQ dev and test splits (see bench/README.md)
 	@$(PY) -m bench.faq_eval
+	@$(PY) -m bench.rasa_bench
 
 train:  ## learn fusion weights and the confidence model on the dev split (writes retrieval/weights.json)
 	@$(PY) -m retrieval.train
@@ -49,5 +49,6 @@ bench: setup  ## speed, memory and quality benchmarks (writes bench/results/; fi
 	@$(PY) -m bench.vector_bench
 	@$(PY) -m bench.embed_speed
 	@$(PY) -m bench.faq_eval
+	@$(PY) -m bench.rasa_bench
 
 .PHONY: help venvs model index rasa-model setup run test eval train bench

@@ -277,6 +277,15 @@ def rasa_proc(model: Path, port: int, endpoints: Path, credentials: Path, token:
     return Proc("rasa", argv, env, log)
 
 
+def gateway_proc(port: int, log: Callable[[str], None]) -> Proc:
+    env = {**os.environ, **QUIET_ENV, "PYTHONPATH": str(REPO)}
+    return Proc("gateway", [str(APP_PYTHON), "-m", "connectors.serve", "--host", HOST, "--port", str(port)], env, log)
+
+
+def _gateway_ok(status: int, body: str) -> bool:
+    return status == 200
+
+
 def _rasa_ok(status: int, body: str) -> bool:
     return status == 200 and "Hello from Rasa" in body
 
@@ -385,6 +394,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot.runner", description="Rasa + action server, supervised.")
     parser.add_argument("--rasa-port", type=int, default=int(os.environ.get("GOVBOT_RASA_PORT", "5005")))
     parser.add_argument("--actions-port", type=int, default=int(os.environ.get("GOVBOT_ACTIONS_PORT", "5055")))
+    parser.add_argument("--gateway-port", type=int, default=int(os.environ.get("GOVBOT_GATEWAY_PORT", "8000")),
+                        help="the FastAPI gateway (0: do not start it)")
     parser.add_argument("--model", type=Path, help="a trained model (default: train if inputs changed)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for both to be healthy")
     parser.add_argument("--var", type=Path, default=Path(os.environ.get("GOVBOT_RASA_VAR", VAR)),
@@ -419,21 +430,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     token = auth_token(var)
     actions = actions_proc(args.actions_port, printer)
     rasa = rasa_proc(model, args.rasa_port, endpoints, credentials, token, printer)
+    procs = [rasa, actions]
+    checks: list[tuple[Proc, str, Callable[[int, str], bool]]] = [
+        (actions, f"http://{HOST}:{args.actions_port}/health", _actions_ok),
+        (rasa, f"http://{HOST}:{args.rasa_port}/", _rasa_ok)]
+    if args.gateway_port:
+        gateway = gateway_proc(args.gateway_port, printer)
+        procs.append(gateway)
+        checks.append((gateway, f"http://{HOST}:{args.gateway_port}/healthz", _gateway_ok))
     printer(f"[runner] model {model.relative_to(REPO) if model.is_relative_to(REPO) else model}; starting rasa "
             f"(:{args.rasa_port}) and actions (:{args.actions_port}); HTTP API token in "
             f"{'GOVBOT_RASA_TOKEN' if os.environ.get('GOVBOT_RASA_TOKEN') else var / 'token'}")
     code = 0
     try:
-        actions.start()
-        rasa.start()
+        for proc in procs:
+            proc.start()
         ready = threading.Event()
         errors: list[str] = []
 
         def watch() -> None:
             try:
-                took = wait_all([(actions, f"http://{HOST}:{args.actions_port}/health", _actions_ok),
-                                 (rasa, f"http://{HOST}:{args.rasa_port}/", _rasa_ok)], args.timeout)
-                printer(f"[runner] healthy: actions after {took['actions_s']:.1f} s, rasa after {took['rasa_s']:.1f} s")
+                took = wait_all(checks, args.timeout)
+                printer("[runner] healthy: " + ", ".join(f"{p.name} after {took[p.name + '_s']:.1f} s" for p in procs))
                 ready.set()
             except StackError as exc:
                 errors.append(str(exc))
@@ -444,9 +462,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             stop.wait(0.2)
         if ready.is_set() and not stop.is_set():
             printer(f"govbot is ready: http://{HOST}:{args.rasa_port}/webhooks/rest/webhook")
+            if args.gateway_port:
+                printer(f"gateway (knowledge API): http://{HOST}:{args.gateway_port}/docs")
         while not stop.is_set():
-            if not rasa.alive() or not actions.alive():
-                dead = [p.name for p in (rasa, actions) if not p.alive()]
+            if not all(p.alive() for p in procs):
+                dead = [p.name for p in procs if not p.alive()]
                 printer(f"[runner] {', '.join(dead)} exited; stopping")
                 code = 1
                 break
@@ -455,7 +475,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             printer(f"[runner] error: {errors[0]}")
             code = 1
     finally:
-        for proc in (rasa, actions):
+        for proc in reversed(procs):
             rc = proc.stop()
             printer(f"[runner] {proc.name} stopped (exit {rc})")
     return code
