@@ -1,7 +1,8 @@
 """NLU evaluation with `rasa test nlu`: a held-out split of the hand-written examples, and a cross-validated
 comparison of intent classifiers.
 
-    python -m bot.eval_nlu split   [--out DIR]            held-out macro-F1 + confidence histogram + threshold
+    python -m bot.eval_nlu split   [--out DIR]            held-out macro-F1 (rasa test nlu) + confidence histogram
+    python -m bot.eval_nlu thresholds [--out DIR]         FallbackClassifier thresholds from 5 folds' predictions
     python -m bot.eval_nlu compare [--out DIR] [--folds 5] [--classifiers sparse logreg diet] [--diet-epochs 30]
 
 Held-out split: per intent, a deterministic 20 % of bot/data/nlu.yml (by a hash of the text) is the test set;
@@ -40,11 +41,11 @@ def _examples(block: str) -> list[str]:
     return [line.strip()[2:].strip() for line in block.splitlines() if line.strip().startswith("- ")]
 
 
-def _is_test(example: str) -> bool:
-    return int(hashlib.sha1(example.encode("utf-8")).hexdigest(), 16) % TEST_SHARE == 0
+def _fold(example: str) -> int:
+    return int(hashlib.sha1(example.encode("utf-8")).hexdigest(), 16) % TEST_SHARE
 
 
-def split_hand_data(out: Path) -> tuple[Path, Path]:
+def split_hand_data(out: Path, fold: int = 0) -> tuple[Path, Path]:
     """Write out/train/{nlu.yml + generated} and out/test/nlu.yml; returns (train folder, test file)."""
     data = yaml.safe_load(HAND.read_text(encoding="utf-8"))
     train_items, test_items = [], []
@@ -53,8 +54,8 @@ def split_hand_data(out: Path) -> tuple[Path, Path]:
             train_items.append(item)
             continue
         examples = _examples(item["examples"])
-        test = [e for e in examples if _is_test(e)]
-        if len(test) < 2:  # every intent is tested at least twice
+        test = [e for e in examples if _fold(e) == fold]
+        if fold == 0 and len(test) < 2:  # every intent is tested at least twice
             test = sorted(examples, key=lambda e: hashlib.sha1(e.encode()).hexdigest())[:2]
         train = [e for e in examples if e not in test]
         train_items.append({"intent": item["intent"], "examples": "".join(f"- {e}\n" for e in train)})
@@ -149,14 +150,24 @@ def rankings(model: Path, test_file: Path, out: Path) -> list[dict[str, Any]]:
     return json.loads(target.read_text(encoding="utf-8"))
 
 
-def choose_ambiguity(rows: list[dict[str, Any]], threshold: float, max_lost: float = 0.02) -> float:
-    """The largest top-1/top-2 margin (0.05 steps) below which at most `max_lost` of the correct predictions
-    that pass the confidence threshold fall."""
-    ok = [r for r in rows if r["predicted"] == r["intent"] and r["top1"] >= threshold]
-    best = 0.0
-    for t in [i / 100 for i in range(5, 55, 5)]:
-        if ok and sum((r["top1"] - r["top2"]) < t for r in ok) / len(ok) <= max_lost:
-            best = t
+WRONG_COST = 2.0  # a wrong answer costs as much as two needless clarifying questions
+
+
+def choose_thresholds(rows: list[dict[str, Any]], wrong_cost: float = WRONG_COST) -> tuple[float, float, float]:
+    """(threshold, ambiguity_threshold, cost) minimising  wrong_cost × (wrong intents let through)
+    + (correct intents sent to the fallback, i.e. a needless clarification), over a 0.05 grid; ties → lower."""
+    best: tuple[float, float, float] = (0.0, 0.0, float("inf"))
+    for t in [i / 100 for i in range(10, 65, 5)]:
+        for a in [i / 100 for i in range(0, 35, 5)]:
+            cost = 0.0
+            for r in rows:
+                falls_back = r["top1"] < t or r["top1"] - r["top2"] < a
+                if r["predicted"] != r["intent"] and not falls_back:
+                    cost += wrong_cost
+                elif r["predicted"] == r["intent"] and falls_back:
+                    cost += 1.0
+            if cost < best[2] - 1e-9:
+                best = (t, a, cost)
     return best
 
 
@@ -170,16 +181,6 @@ def histogram(ok: list[float], bad: list[float], step: float = 0.1) -> list[tupl
             for i in range(bins)]
 
 
-def choose_threshold(ok: list[float], bad: list[float], max_lost: float = 0.05) -> float:
-    """The highest threshold (in 0.05 steps) that sends at most `max_lost` of the correct predictions to the
-    fallback: a wrong intent costs a wrong answer, a fallback only a clarifying question."""
-    best = 0.0
-    for t in [i / 100 for i in range(5, 100, 5)]:
-        if ok and sum(c < t for c in ok) / len(ok) <= max_lost:
-            best = t
-    return best
-
-
 def held_out(out: Path = DEFAULT_OUT / "split", config: Path = REPO / "config.yml") -> dict[str, Any]:
     from bot.generate import generate
 
@@ -188,14 +189,13 @@ def held_out(out: Path = DEFAULT_OUT / "split", config: Path = REPO / "config.ym
     model, seconds = train_nlu(config, train_dir, out / "models", "split")
     report = test_nlu(model, test_file, out / "results")
     ok, bad = confidences(out / "results")
-    threshold = choose_threshold(ok, bad)
     rows = rankings(model, test_file, out / "results")
-    ambiguity = choose_ambiguity(rows, threshold)
+    threshold, ambiguity, _ = choose_thresholds(rows)
     wrong_rows = [r for r in rows if r["predicted"] != r["intent"]]
     summary = {
         "macro_f1": report["macro avg"]["f1-score"], "accuracy": report.get("accuracy"),
         "train_seconds": round(seconds, 1), "n_test": len(ok) + len(bad), "n_wrong": len(bad),
-        "histogram": histogram(ok, bad), "threshold_5pct": threshold, "ambiguity_2pct": ambiguity,
+        "histogram": histogram(ok, bad), "threshold": threshold, "ambiguity_threshold": ambiguity,
         "fallback_catches_wrong": sum(r["top1"] < threshold or r["top1"] - r["top2"] < ambiguity
                                       for r in wrong_rows),
         "fallback_loses_correct": sum(r["top1"] < threshold or r["top1"] - r["top2"] < ambiguity
@@ -205,6 +205,38 @@ def held_out(out: Path = DEFAULT_OUT / "split", config: Path = REPO / "config.ym
     }
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     return summary
+
+
+def pooled_rankings(out: Path = DEFAULT_OUT / "folds", config: Path = REPO / "config.yml") -> list[dict[str, Any]]:
+    """Top-1/top-2 confidences of every hand-written example, each predicted by a model that never saw it
+    (5 folds by the hash of the text; each model also trained on the generated supplement)."""
+    from bot.generate import generate
+
+    generate()
+    rows: list[dict[str, Any]] = []
+    for fold in range(TEST_SHARE):
+        folder = out / f"fold{fold}"
+        train_dir, test_file = split_hand_data(folder, fold)
+        model, _ = train_nlu(config, train_dir, folder / "models", f"fold{fold}")
+        (folder / "results").mkdir(parents=True, exist_ok=True)
+        rows += rankings(model, test_file, folder / "results")
+    (out / "rankings.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return rows
+
+
+def threshold_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r["top1"] for r in rows if r["predicted"] == r["intent"]]
+    bad = [r["top1"] for r in rows if r["predicted"] != r["intent"]]
+    t, a, cost = choose_thresholds(rows)
+
+    def effect(t: float, a: float) -> tuple[int, int]:
+        falls = [r for r in rows if r["top1"] < t or r["top1"] - r["top2"] < a]
+        return sum(r["predicted"] != r["intent"] for r in falls), sum(r["predicted"] == r["intent"] for r in falls)
+
+    caught, lost = effect(t, a)
+    return {"n": len(rows), "n_wrong": len(bad), "histogram": histogram(ok, bad), "threshold": t,
+            "ambiguity_threshold": a, "caught_wrong": caught, "lost_correct": lost,
+            "sensitivity": {str(c): choose_thresholds(rows, c)[:2] for c in (1.5, 2.0, 3.0)}}
 
 
 CLASSIFIERS: dict[str, dict[str, Any]] = {
@@ -261,6 +293,8 @@ def compare(out: Path = DEFAULT_OUT / "compare", folds: int = 5, kinds: tuple[st
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
+    th = sub.add_parser("thresholds")
+    th.add_argument("--out", type=Path, default=DEFAULT_OUT / "folds")
     s = sub.add_parser("split")
     s.add_argument("--out", type=Path, default=DEFAULT_OUT / "split")
     c = sub.add_parser("compare")
@@ -276,10 +310,22 @@ def main(argv: list[str]) -> int:
         print("confidence  correct  wrong")
         for band, n_ok, n_bad in summary["histogram"]:
             print(f"{band:>9}  {n_ok:7d}  {n_bad:5d}")
-        print(f"threshold losing <=5% of correct predictions: {summary['threshold_5pct']}; ambiguity threshold "
-              f"losing <=2% more: {summary['ambiguity_2pct']}; together the fallback catches "
+        print(f"FallbackClassifier threshold {summary['threshold']}, ambiguity_threshold "
+              f"{summary['ambiguity_threshold']} (least cost, a wrong intent = {WRONG_COST} clarifications): catches "
               f"{summary['fallback_catches_wrong']}/{summary['n_wrong']} wrong and loses "
               f"{summary['fallback_loses_correct']}/{summary['n_test'] - summary['n_wrong']} correct predictions")
+    elif args.cmd == "thresholds":
+        report = threshold_report(pooled_rankings(args.out))
+        (args.out / "thresholds.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        print(f"{report['n']} hand-written examples, each predicted by a model that never saw it: "
+              f"{report['n_wrong']} wrong intents")
+        print("confidence  correct  wrong")
+        for band, n_ok, n_bad in report["histogram"]:
+            print(f"{band:>9}  {n_ok:7d}  {n_bad:5d}")
+        print(f"FallbackClassifier threshold {report['threshold']}, ambiguity_threshold "
+              f"{report['ambiguity_threshold']}: catches {report['caught_wrong']}/{report['n_wrong']} wrong, sends "
+              f"{report['lost_correct']}/{report['n'] - report['n_wrong']} correct to a clarification "
+              f"(a wrong intent = {WRONG_COST} clarifications; at 1.5/2/3: {report['sensitivity']})")
     else:
         compare(args.out, args.folds, tuple(args.classifiers), args.diet_epochs)
     return 0
