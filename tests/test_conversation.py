@@ -215,8 +215,9 @@ def test_an_ambiguous_mention_does_not_reuse_the_previous_service(stack: Stack, 
     assert all(s.startswith("id-card") for s in offered), offered
 
 
-def test_runner_starts_both_answers_and_stops_on_sigint(tmp_path: Path, stack: Stack, settings: Any) -> None:
-    """`python -m bot.runner` (what `make run` calls): ready line, one REST turn, Ctrl-C stops both cleanly."""
+def test_runner_starts_all_answers_and_stops_on_sigint(tmp_path: Path, stack: Stack, settings: Any) -> None:
+    """`python -m bot.runner` (what `make run` calls): ready line, one REST turn, the gateway up, Ctrl-C stops
+    all three cleanly."""
     import signal
     import subprocess
     import time
@@ -224,11 +225,11 @@ def test_runner_starts_both_answers_and_stops_on_sigint(tmp_path: Path, stack: S
     from bot.runner import APP_PYTHON, QUIET_ENV, free_port, http_post_json
 
     model = train_model(lambda line: None)
-    rasa_port, actions_port = free_port(), free_port()
+    rasa_port, actions_port, gateway_port = free_port(), free_port(), free_port()
     env = {**os.environ, **QUIET_ENV, "PYTHONPATH": str(REPO), "GOVBOT_RASA_TOKEN": "test-token",
            "GOVBOT_INDEX_DIR": str(settings.index_root)}
     proc = subprocess.Popen([str(APP_PYTHON), "-m", "bot.runner", "--model", str(model), "--rasa-port",
-                             str(rasa_port), "--actions-port", str(actions_port), "--var", str(tmp_path)],
+                             str(rasa_port), "--actions-port", str(actions_port), "--gateway-port", str(gateway_port), "--var", str(tmp_path)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
@@ -239,16 +240,21 @@ def test_runner_starts_both_answers_and_stops_on_sigint(tmp_path: Path, stack: S
             if line.startswith("govbot is ready: ") or time.monotonic() > deadline:
                 break
         assert lines[-1] == f"govbot is ready: http://127.0.0.1:{rasa_port}/webhooks/rest/webhook", lines[-20:]
-        assert all(line.startswith(("[runner]", "[rasa]", "[actions]", "[train]", "govbot is ready")) for line in lines)
+        assert all(line.startswith(("[runner]", "[rasa]", "[actions]", "[gateway]", "[train]", "govbot is ready"))
+                   for line in lines)
         status, body = http_post_json(f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook",
                                       {"sender": "runner-test", "message": "办护照多少钱"})
         assert status == 200 and isinstance(body, list) and cards(body)
         assert (tmp_path / "tracker.db").exists() and (tmp_path / "endpoints.yml").exists()
+        status, body = http_post_json(f"http://127.0.0.1:{gateway_port}/api/ask", {"question": "办护照多少钱"})
+        assert status == 200 and isinstance(body, dict), body
+        assert body["decision"] == "answer" and body["cards"][0]["service"] == "passport"
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, rest[-2000:]
     assert "[runner] rasa stopped (exit 0)" in rest and "[runner] actions stopped (exit 0)" in rest
-    for port in (rasa_port, actions_port):
+    assert "[runner] gateway stopped (exit 0)" in rest
+    for port in (rasa_port, actions_port, gateway_port):
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
             pass
