@@ -27,7 +27,7 @@ from typing import Optional
 
 from knowledge import BUNDLED_CORPUS, load_corpus
 from knowledge.schema import Guide
-from nlu import dictionary_terms, normalize
+from nlu import dictionary_terms, dictionary_text, normalize
 
 BOT = Path(__file__).resolve().parent
 GENERATED = BOT / "generated"
@@ -36,7 +36,6 @@ DICTIONARY = DICTIONARY_DIR / "dictionary.txt"
 LOOKUPS = GENERATED / "lookups.yml"
 SERVICE_TERMS = GENERATED / "service_terms.json"
 TEMPLATED = GENERATED / "nlu_templated.yml"
-_FREQ = 20000  # same weight as nlu.write_dictionary: keeps terms whole without swallowing neighbours
 
 # Short nouns citizens use for a service. Each is linked to every guide whose name or alias contains it, so
 # 「身份证」 stays ambiguous (four guides) while 「护照」 points at one. Only terms that hit a guide are kept.
@@ -255,7 +254,7 @@ def generate(corpus_root: Path = BUNDLED_CORPUS, out: Optional[Path] = None) -> 
     terms = service_terms(guides)
     words = [g.name for g in guides] + [normalize(t) for t in GENERIC_TERMS] + [g.department for g in guides]
     words += [m.name for g in guides for m in g.materials]
-    dictionary = "".join(f"{t} {_FREQ} nz\n" for t in dictionary_terms(words) if " " not in t)
+    dictionary = dictionary_text(dictionary_terms(words))
     files = {
         base / "jieba" / "dictionary.txt": dictionary,
         base / "lookups.yml": lookups_yaml(guides, terms),

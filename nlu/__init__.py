@@ -4,9 +4,9 @@ Pure Python with light dependencies: it runs inside Rasa (Python 3.10) and in th
 """
 
 from .aspects import detect_aspect
-from .dictionary import dictionary_terms, make_tokenizer, write_dictionary
+from .dictionary import dictionary_terms, dictionary_text, make_tokenizer, write_dictionary
 from .normalize import normalize, normalize_aligned
 
 __all__ = [
-    "detect_aspect", "dictionary_terms", "make_tokenizer", "normalize", "normalize_aligned", "write_dictionary",
+    "detect_aspect", "dictionary_terms", "dictionary_text", "make_tokenizer", "normalize", "normalize_aligned", "write_dictionary",
 ]

@@ -31,14 +31,17 @@ def dictionary_terms(names: Iterable[str]) -> list[str]:
     return sorted(terms)
 
 
+def dictionary_text(terms: Iterable[str]) -> str:
+    """A jieba user dictionary: `word freq tag` per line."""
+    return "".join(f"{term} {_FREQ} nz\n" for term in terms if " " not in term)
+
+
 def write_dictionary(terms: Iterable[str], path: Path) -> Path:
-    """Write a jieba user dictionary (`word freq tag` per line) atomically."""
+    """Write a jieba user dictionary atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dict-")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for term in terms:
-            if " " not in term:
-                fh.write(f"{term} {_FREQ} nz\n")
+        fh.write(dictionary_text(terms))
     os.replace(tmp, path)
     return path
 
