@@ -8,7 +8,7 @@ Measures, on the real servers started by `bot.runner.start_stack` (trained model
 - latency by turn number (each REST turn reloads the tracker from the SQL tracker store) and the same load with an
   in-memory tracker store, to show what the SQL store costs;
 - RSS of each process (after warm-up and the peak).
-Writes bench/results/rasa_bench.json and bench/README-rasa.md.
+Writes bench/results/rasa_bench.json and bench/results/rasa_bench.md (copy the figures into bench/README.md).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 from bot.runner import REPO, Stack, http_get, http_post_json, start_stack, train_model
 
 RESULTS = REPO / "bench" / "results" / "rasa_bench.json"
-README = REPO / "bench" / "README-rasa.md"
+README = REPO / "bench" / "results" / "rasa_bench.md"
 TARGET_READY_S = 60.0
 TARGET_P95_MS = 150.0
 

@@ -1,6 +1,6 @@
 """`python -m bot.rasa_launch run …` (in .venv-rasa) = `rasa run …` with two measured per-turn fixes.
 
-py-spy on `rasa run` under load (bench/README-rasa.md) showed where a REST turn's CPU goes:
+py-spy on `rasa run` under load (bench/README.md, "Rasa + action server serving") showed where a REST turn's CPU goes:
 1. ~45 % in `RemoteAction._validate_action_result`: Rasa 3.6 calls `jsonschema.validate(result, schema)` for every
    action-server answer, and `jsonschema.validate` first re-checks the (constant) schema against the draft
    2020-12 meta-schema — that check, not the validation, is the cost (jsonschema 4.17). Here the validator is built
