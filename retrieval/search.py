@@ -22,6 +22,13 @@ CANDIDATES = 30  # units taken from each of the dense and the lexical ranking be
 DENSE_ENTRIES = 256  # entries read from FAISS per query
 
 
+def _ranks(order: np.ndarray) -> np.ndarray:
+    """Position of each unit in `order` (the inverse permutation)."""
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
 @dataclass
 class Hit:
     doc_id: str
@@ -69,8 +76,9 @@ class Retriever:
         return data, cand, feats
 
     def _candidates(self, query: str, exclude: Sequence[int] = (), exclude_entries: Sequence[int] = (),
-                    include: Sequence[int] = ()) -> tuple[IndexData, list[int], np.ndarray, np.ndarray]:
-        data = self.data
+                    include_ids: Sequence[str] = ()) -> tuple[IndexData, list[int], np.ndarray, np.ndarray]:
+        data = self.data  # one snapshot for the whole query, even if reload() swaps the index meanwhile
+        include = [data.unit_index[i] for i in include_ids if i in data.unit_index]
         skip = set(exclude_entries)
         n_units = len(data.units)
         text = normalize(query)
@@ -110,12 +118,7 @@ class Retriever:
         cand = list(dict.fromkeys([*by_dense[:CANDIDATES].tolist(),
                                    *[u for u in by_lex[:CANDIDATES] if lexical[u] > 0],
                                    *[u for u in by_chars[:CANDIDATES] if chars[u] > 0], *include]))
-        dense_rank = np.empty(n_units, dtype=np.int64)
-        dense_rank[by_dense] = np.arange(n_units)
-        lex_rank = np.empty(n_units, dtype=np.int64)
-        lex_rank[by_lex] = np.arange(n_units)
-        chars_rank = np.empty(n_units, dtype=np.int64)
-        chars_rank[by_chars] = np.arange(n_units)
+        dense_rank, lex_rank, chars_rank = (_ranks(order) for order in (by_dense, by_lex, by_chars))
         top_chars = float(chars[by_chars[0]]) if n_units else 0.0
         top_dense = float(dense[by_dense[0]]) if n_units else 0.0
         top_lex = float(lexical[by_lex[0]]) if n_units else 0.0
@@ -140,9 +143,7 @@ class Retriever:
     def search(self, query: str, *, service: Optional[str] = None, aspect: Optional[str] = None,
                region: Optional[str] = None, k: int = 5) -> list[Hit]:
         """Best units for `query`, most likely first; `confidence` is P(this hit is the right answer)."""
-        data = self.data
-        wanted = data.unit_index.get(service) if service else None
-        data, cand, feats, qv = self._candidates(query, include=() if wanted is None else (wanted,))
+        data, cand, feats, qv = self._candidates(query, include_ids=(service,) if service else ())
         if not cand:
             return []
         fused = self.weights.fusion.decision(feats)
