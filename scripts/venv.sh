@@ -9,12 +9,13 @@ cache=${GOVBOT_CACHE_DIR:-$HOME/.cache/govbot}
 hash=$(sha256sum "$lock" | cut -c1-16)
 target="$cache/venvs/$(basename "$lock" .lock)-$hash"
 if [ ! -f "$target/.govbot-complete" ]; then
-  if ! command -v "$python" >/dev/null 2>&1; then
+  # A pyenv shim may exist for a version that is not the active one: test by running it.
+  if ! "$python" -c "" >/dev/null 2>&1; then
     for candidate in "$HOME/.pyenv/versions/"*/bin/"$python"; do
       [ -x "$candidate" ] && python=$candidate
     done
   fi
-  command -v "$python" >/dev/null 2>&1 || { echo "error: $python not found (needed for $link)" >&2; exit 1; }
+  "$python" -c "" >/dev/null 2>&1 || { echo "error: $python not found (needed for $link)" >&2; exit 1; }
   echo "setup: building $link from $lock (first time on this machine; this takes a while)"
   rm -rf "$target"
   mkdir -p "$(dirname "$target")"
