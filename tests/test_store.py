@@ -51,7 +51,8 @@ def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:  # typ
         return
     admin = _pg_admin()
     if admin is None:
-        pytest.skip(f"PostgreSQL not reachable at {PG_HOST} as {' or '.join(PG_USERS)}")
+        # .ci/run starts PostgreSQL when it is down: an unreachable server is a failure, never a silent skip
+        pytest.fail(f"PostgreSQL not reachable at {PG_HOST} as {' or '.join(PG_USERS)}")
     schema = f"govbot_test_{secrets.token_hex(6)}"
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
