@@ -117,7 +117,7 @@ class KnowledgeService:
                 return [_text_card(hit, faq.question, faq.answer, guide.updated, guide.source, "常见问题")]
             aspects = [aspect] if aspect else ["materials", "procedure"]
             return [guide_card(guide, a, situation, hit.confidence) for a in aspects]
-        unit = next(u for u in data.units if u.id == hit.doc_id)
+        unit = data.units[data.unit_index[hit.doc_id]]
         label = "政策文件" if unit.kind == "policy" else "常见问题"
         return [_text_card(hit, unit.title, unit.text, unit.meta.get("date", ""), unit.meta.get("source", ""), label)]
 
