@@ -33,7 +33,11 @@ setup: index rasa-model  ## everything `run` and `test` need; idempotent
 run: setup  ## the whole system on the embedded defaults (Rasa, actions, gateway); prints the URLs; Ctrl-C stops all
 	@$(PY) -m bot.runner --gateway-port $(PORT)
 
-test: setup  ## lint, type-check and the whole test suite (both runtimes)
+browser:  ## what the browser tests drive: Debian chromium (installed if missing) and playwright-core (npm ci)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@cd tests/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --silent; }
+
+test: setup browser  ## lint, type-check and the whole test suite (both runtimes)
 	@.venv/bin/ruff check knowledge nlu retrieval connectors bot tests bench
 	@.venv/bin/mypy
 	@.venv/bin/pytest -q tests
@@ -51,4 +55,4 @@ bench: setup  ## speed, memory and quality benchmarks (writes bench/results/; fi
 	@$(PY) -m bench.faq_eval
 	@$(PY) -m bench.rasa_bench
 
-.PHONY: help venvs model index rasa-model setup run test eval train bench
+.PHONY: help venvs model index rasa-model setup browser run test eval train bench
