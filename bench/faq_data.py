@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -46,7 +47,7 @@ def prepare(out_dir: Path, source: Path = SOURCE) -> dict[str, Path]:
     return paths
 
 
-def _write(path: Path, rows: list[dict[str, str | None]]) -> None:
+def _write(path: Path, rows: Sequence[Mapping[str, str | None]]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,9 @@ class Answer:
     confidence: float = 0.0
 
 
+RELOAD_CHECK_S = 2.0  # how often search() checks whether a newer index was published
+
+
 class KnowledgeService:
     def __init__(self, settings: Optional[Settings] = None, name: str = "corpus") -> None:
         self.settings = settings or get_settings()
@@ -72,6 +76,7 @@ class KnowledgeService:
         self.name = name
         self._retriever: Optional[Retriever] = None
         self._lock = threading.Lock()
+        self._checked = time.monotonic()
 
     @property
     def retriever(self) -> Retriever:
@@ -88,6 +93,11 @@ class KnowledgeService:
 
     def search(self, query: str, *, service: Optional[str] = None, aspect: Optional[str] = None,
                region: Optional[str] = None, k: int = 5) -> list[Hit]:
+        # Another process (the admin approving desk knowledge) may have published a new index: look at the
+        # `current` link now and then, so every process answers from it without a restart.
+        if time.monotonic() - self._checked > RELOAD_CHECK_S:
+            self._checked = time.monotonic()
+            self.reload()
         return self.retriever.search(query, service=service, aspect=aspect, region=region, k=k)
 
     def answer(self, query: str, *, aspect: Optional[str] = None, service: Optional[str] = None,

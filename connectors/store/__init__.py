@@ -1,13 +1,14 @@
 """Conversation store (DESIGN §4 Storage): SQLAlchemy 2 models, engine/session helpers and Alembic migrations.
 SQLite by default, PostgreSQL in production, same code."""
 
-from .db import make_engine, session_factory, transaction
+from .db import make_engine, open_database, session_factory, transaction
 from .migrate import alembic_config, upgrade
 from .models import (
     CANDIDATE_STATES,
     CLERK_ROLES,
     CONVERSATION_STATES,
     DIRECTIONS,
+    KV,
     SENDER_KINDS,
     TICKET_STATES,
     AuditLog,
@@ -31,6 +32,7 @@ __all__ = [
     "AuditLog",
     "Base",
     "Clerk",
+    "KV",
     "Conversation",
     "KnowledgeCandidate",
     "Message",
@@ -38,6 +40,7 @@ __all__ = [
     "Ticket",
     "alembic_config",
     "make_engine",
+    "open_database",
     "session_factory",
     "transaction",
     "upgrade",

@@ -16,8 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # SQLite ignores foreign keys unless asked, per connection; PostgreSQL always enforces them.
+    # WAL + a busy timeout: the gateway's threads (and a second gateway process) read while one writes.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA journal_mode=WAL")
     cur.close()
 
 
@@ -27,6 +30,19 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
+    """Engine + session factory for the gateway, with the schema migrated to the newest revision."""
+    from .migrate import upgrade
+
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url, pool_pre_ping=True)
+    upgrade(engine)
+    return engine, session_factory(engine)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

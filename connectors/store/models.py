@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -38,7 +39,8 @@ NAMING_CONVENTION = {
 
 CONVERSATION_STATES = ("bot", "pending", "open", "snoozed", "resolved")
 TICKET_STATES = ("pending", "open", "snoozed", "resolved")
-DIRECTIONS = ("inbound", "outbound")
+# internal: a clerk's note on the case, never sent to the citizen
+DIRECTIONS = ("inbound", "outbound", "internal")
 SENDER_KINDS = ("citizen", "bot", "clerk", "system")
 CLERK_ROLES = ("clerk", "admin")
 CANDIDATE_STATES = ("draft", "approved", "rejected")
@@ -60,7 +62,12 @@ class Base(DeclarativeBase):
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (CheckConstraint(_in("state", CONVERSATION_STATES), name="state"),)
+    # One conversation per channel identity: a citizen coming back continues it (and concurrent first messages
+    # cannot create two).
+    __table_args__ = (
+        CheckConstraint(_in("state", CONVERSATION_STATES), name="state"),
+        UniqueConstraint("channel", "user_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
@@ -81,6 +88,8 @@ class Message(Base):
         CheckConstraint(_in("sender_kind", SENDER_KINDS), name="sender_kind"),
         # Transcripts are read per conversation in insertion order.
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # A channel's own message id (WeChat MsgId): a retried delivery cannot be stored twice.
+        UniqueConstraint("conversation_id", "external_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -89,9 +98,14 @@ class Message(Base):
     sender_kind: Mapped[str] = mapped_column(String(8))
     text: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    clerk_id: Mapped[int | None] = mapped_column(ForeignKey("clerks.id"))
+    # False: an outbound push the channel could not deliver yet; sent with the citizen's next message.
+    delivered: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    clerk: Mapped[Clerk | None] = relationship()
 
 
 class Clerk(Base):
@@ -103,6 +117,7 @@ class Clerk(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(8), default="clerk")
     department: Mapped[str | None] = mapped_column(String(128))
+    display_name: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -123,6 +138,10 @@ class Ticket(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("clerks.id"))
     department: Mapped[str | None] = mapped_column(String(128))
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    snoozed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     conversation: Mapped[Conversation] = relationship(back_populates="tickets")
@@ -149,6 +168,8 @@ class KnowledgeCandidate(Base):
     answer: Mapped[str] = mapped_column(Text)
     service: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="draft")
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    faq_id: Mapped[str | None] = mapped_column(String(128))  # the FAQ entry id written on approval
     created_by: Mapped[int | None] = mapped_column(ForeignKey("clerks.id"))
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("clerks.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -165,3 +186,13 @@ class AuditLog(Base):
     target: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class KV(Base):
+    """Small shared values with an expiry: channel dedup keys, cached API tokens (shared by gateway replicas)."""
+
+    __tablename__ = "kv"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[Any | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,72 @@
+"""Masking of personal numbers (身份证号, mobile phone, bank card) for logs, metrics, statistics and the audit log.
+
+The clerk handling a ticket sees the original text; everything that is kept for analysis or leaves the desk sees
+the masked form. Digits are matched only as whole runs so order numbers inside longer runs are not cut apart."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+# 18-digit ID (last may be X) or the old 15-digit one; bank cards 16-19 digits (spaces/dashes in groups of 4 allowed);
+# mainland mobile numbers 1[3-9]x, optionally with +86.
+_ID = re.compile(r"(?<![0-9A-Za-z])([1-9]\d{5})(\d{8}|\d{6})(\d{3}[0-9Xx]|\d{1})(?![0-9A-Za-z])")
+_CARD = re.compile(r"(?<!\d)(\d{4})((?:[ -]?\d){8,11})([ -]?\d{4})(?!\d)")
+_PHONE = re.compile(r"(?<!\d)((?:\+?86[ -]?)?1[3-9]\d)[ -]?(\d{4})[ -]?(\d{4})(?!\d)")
+
+
+def _mask_id(m: re.Match[str]) -> str:
+    whole = m.group(0)
+    if len(whole) not in (15, 18):
+        return whole
+    return whole[:3] + "*" * (len(whole) - 7) + whole[-4:]
+
+
+def _mask_card(m: re.Match[str]) -> str:
+    whole = m.group(0)
+    digits = sum(c.isdigit() for c in whole)
+    if not 16 <= digits <= 19:
+        return whole
+    return m.group(1) + re.sub(r"\d", "*", m.group(2)) + m.group(3)
+
+
+def mask(text: str) -> str:
+    """Mask every 身份证号, bank-card and phone number in `text`."""
+    if not text:
+        return text
+    text = _ID.sub(_mask_id, text)
+    text = _CARD.sub(_mask_card, text)
+    return _PHONE.sub(lambda m: m.group(1) + "****" + m.group(3), text)
+
+
+def mask_any(value: Any) -> Any:
+    """Mask strings inside JSON-like values (audit details, statistics)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: mask_any(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_any(v) for v in value]
+    return value
+
+
+class MaskingFilter(logging.Filter):
+    """A logging filter that masks the formatted message of every record passing through a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def install_log_masking(logger: logging.Logger | None = None) -> None:
+    """Mask PII in everything the given logger (default: root) and its handlers write."""
+    target = logger or logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
+    if not any(isinstance(f, MaskingFilter) for f in target.filters):
+        target.addFilter(MaskingFilter())
