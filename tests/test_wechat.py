@@ -6,20 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
-from wechatpy.crypto import PrpCrypto
+import xmltodict
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from wechatpy import parse_message
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException
 from wechatpy.utils import WeChatSigner
 
+from connectors.config import GatewaySettings
 from connectors.kv import KV
-from connectors.store import open_database
-from connectors.wechat import render
+from connectors.store import Conversation, Message, open_database
+from connectors.wechat import mount, render
 from connectors.wechat.api import Sent, WeChatAPI
+from connectors.wechat.channel import EMPTY, MENU_HINT, UNSUPPORTED, VOICE_UNRECOGNISED, WeChatChannel
 from connectors.wechat.crypto import AppIdMismatch, CryptoError, MessageCrypto, aes_key, sign
 from connectors.wechat.kvstore import AsyncKV
 from connectors.wechat.protocol import BadXml, parse_xml, text_reply
@@ -71,8 +83,6 @@ def test_xml_parsing_refuses_what_wechat_never_sends() -> None:
 
 
 def test_passive_reply_parses_in_wechatpy() -> None:
-    from wechatpy import parse_message
-
     msg = parse_message(text_reply("openid-1", "gh_account", "答复]]>含特殊字符 & <b>"))
     assert (msg.type, msg.source, msg.target, msg.content) == ("text", "gh_account", "openid-1",
                                                                "答复]]>含特殊字符 & <b>")
@@ -207,3 +217,267 @@ def test_send_errcodes(fake: FakeWeChat, db_url: str, tmp_path: Path) -> None:
 
     assert asyncio.run(main()) == [Sent.OUT_OF_WINDOW, Sent.QUOTA, Sent.NOT_CONFIGURED, Sent.FAILED]
     assert fake.texts() == [] and [c.get("secret") for c in fake.token_calls] == [SECRET, "wrong-secret"]
+
+
+# -- the callback, end to end: wechatpy as WeChat's server, the real gateway, hub, database and Rasa ------------------
+class WeChatPeer:
+    """WeChat's server pushing callbacks to `/wechat` in one of the three modes, and reading the replies."""
+
+    def __init__(self, client: TestClient, mode: str = "plain", *, appid: str = APPID, token: str = TOKEN) -> None:
+        assert mode in ("plain", "compatible", "safe")
+        self.client, self.mode = client, mode
+        self.crypto = WeChatCrypto(token, AES_KEY, appid)  # wechatpy's, bound to the sender's AppID
+        self.token = token
+        self.msgid = int(time.time() * 1000) * 1000 + secrets.randbelow(1000)
+
+    # what WeChat sends (https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html)
+    def text(self, openid: str, content: str, msgid: int | None = None) -> str:
+        return self._message(openid, "text", f"<Content><![CDATA[{content}]]></Content>", msgid)
+
+    def voice(self, openid: str, recognition: str | None) -> str:
+        extra = "<MediaId><![CDATA[media-1]]></MediaId><Format><![CDATA[amr]]></Format>"
+        if recognition is not None:
+            extra += f"<Recognition><![CDATA[{recognition}]]></Recognition>"
+        return self._message(openid, "voice", extra)
+
+    def image(self, openid: str) -> str:
+        return self._message(openid, "image", "<PicUrl><![CDATA[http://example.invalid/p.jpg]]></PicUrl>"
+                                              "<MediaId><![CDATA[media-2]]></MediaId>")
+
+    def event(self, openid: str, event: str, created: int | None = None) -> str:
+        return (f"<xml><ToUserName><![CDATA[gh_govbot]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+                f"<CreateTime>{created or int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+                f"<Event><![CDATA[{event}]]></Event></xml>")
+
+    def _message(self, openid: str, kind: str, extra: str, msgid: int | None = None) -> str:
+        if msgid is None:
+            self.msgid += 1
+            msgid = self.msgid
+        return (f"<xml><ToUserName><![CDATA[gh_govbot]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+                f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[{kind}]]></MsgType>{extra}"
+                f"<MsgId>{msgid}</MsgId></xml>")
+
+    def post(self, xml: str | bytes, *, forge: str = "") -> httpx.Response:
+        params, body = self.signed(xml, forge=forge)
+        return self.client.post("/wechat", params=params, content=body)
+
+    def signed(self, xml: str | bytes, *, forge: str = "", openid: str = "") -> tuple[dict[str, str], bytes]:
+        """The query and body of a callback as WeChat sends it; `forge` spoils "signature" or "msg_signature"."""
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
+        params = {"signature": wechatpy_sign(self.token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce,
+                  "openid": openid}
+        body = xml.encode("utf-8") if isinstance(xml, str) else xml
+        if self.mode != "plain":
+            envelope = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, timestamp))["xml"]
+            params.update(encrypt_type="aes", msg_signature=envelope["MsgSignature"])
+            encrypt = f"<Encrypt><![CDATA[{envelope['Encrypt']}]]></Encrypt>"
+            if self.mode == "safe":  # only the account and the ciphertext travel in the clear
+                body = f"<xml><ToUserName><![CDATA[gh_govbot]]></ToUserName>{encrypt}</xml>".encode()
+            else:  # compatible: the plaintext fields and the ciphertext side by side
+                body = body.replace(b"</xml>", encrypt.encode() + b"</xml>")
+        if forge:
+            params[forge] = "0" * 40
+        return params, body
+
+    def reply(self, resp: httpx.Response) -> str | None:
+        """The passive reply's text (None: `success`, i.e. nothing passive), checked and decrypted by wechatpy."""
+        assert resp.status_code == 200, resp.text
+        if resp.text == "success":
+            return None
+        xml = resp.text
+        if self.mode != "plain":
+            envelope = xmltodict.parse(xml)["xml"]
+            assert set(envelope) == {"Encrypt", "MsgSignature", "TimeStamp", "Nonce"}
+            xml = self.crypto.decrypt_message(xml, envelope["MsgSignature"], envelope["TimeStamp"], envelope["Nonce"])
+        msg = parse_message(xml)
+        assert msg.type == "text" and msg.target.startswith("o") and msg.source == "gh_govbot"
+        assert len(msg.content.encode("utf-8")) <= 2048
+        return str(msg.content)
+
+    def say(self, openid: str, content: str) -> str | None:
+        return self.reply(self.post(self.text(openid, content)))
+
+
+def new_openid() -> str:
+    return "o" + secrets.token_urlsafe(20)[:27]
+
+
+@pytest.fixture(scope="module")
+def wechat_api() -> Iterator[FakeWeChat]:
+    server = FakeWeChat(APPID, SECRET).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, wechat_api: FakeWeChat, bot_stack: Any,
+            kb_copy: Any) -> Iterator[Any]:
+    """The real gateway (`build_gateway`, in this process) on a fresh SQLite file, with the real Rasa and action
+    servers (tests/gateway_fixtures.py) and the fake WeChat API server."""
+    from connectors.gateway import build_gateway
+    from retrieval import KnowledgeService, Settings
+
+    tmp = tmp_path_factory.mktemp("wechat")
+    gw_settings = GatewaySettings(
+        database_url=f"sqlite:///{tmp / 'govbot.db'}", rasa_url=bot_stack.rasa_url, rasa_token=bot_stack.token,
+        secret_key="test", office_hours="mon-sun 00:00-24:00", wechat_token=TOKEN, wechat_appid=APPID,
+        wechat_secret=SECRET, wechat_aes_key=AES_KEY, wechat_api_base=wechat_api.base, _env_file=None)
+    gw = build_gateway(gw_settings, KnowledgeService(Settings(corpus_dir=kb_copy.corpus_dir,
+                                                              index_dir=kb_copy.index_dir)))
+    yield gw
+    gw.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: Any) -> Iterator[TestClient]:
+    with TestClient(gateway.asgi) as c:
+        yield c
+
+
+def stored(gateway: Any, openid: str) -> list[Message]:
+    """What the hub stored for this citizen (inbound and outbound)."""
+    with gateway.factory() as s:
+        return list(s.scalars(select(Message).join(Conversation).where(
+            Conversation.channel == "wechat", Conversation.user_id == openid).order_by(Message.id)))
+
+
+def test_not_configured_answers_404_in_chinese() -> None:
+    app = FastAPI()
+    mount(app, None, GatewaySettings(wechat_token="", _env_file=None), None)  # type: ignore[arg-type]
+    with TestClient(app) as c:
+        for resp in (c.get("/wechat"), c.post("/wechat", content=b"<xml/>")):
+            assert resp.status_code == 404 and "未配置微信公众号" in resp.json()["detail"]
+
+
+def test_server_verification(client: TestClient) -> None:
+    timestamp, nonce = str(int(time.time())), "8721"
+    signature = wechatpy_sign(TOKEN, timestamp, nonce)
+    resp = client.get("/wechat", params={"signature": signature, "timestamp": timestamp, "nonce": nonce,
+                                         "echostr": "5837182736451"})
+    assert resp.status_code == 200 and resp.text == "5837182736451"
+    resp = client.get("/wechat", params={"signature": "f" * 40, "timestamp": timestamp, "nonce": nonce,
+                                         "echostr": "5837182736451"})
+    assert resp.status_code == 403 and "签名" in resp.json()["detail"]
+    assert client.get("/wechat", params={"echostr": "1"}).status_code == 403
+
+
+@pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
+def test_text_answered_passively_in_every_mode(client: TestClient, gateway: Any, wechat_api: FakeWeChat,
+                                               mode: str) -> None:
+    peer, openid = WeChatPeer(client, mode), new_openid()
+    answer = peer.say(openid, "身份证丢了怎么补办")
+    assert answer and "身份证" in answer
+    messages = stored(gateway, openid)
+    assert messages[0].direction == "inbound" and messages[0].text == "身份证丢了怎么补办"
+    assert messages[0].external_id == str(peer.msgid)
+    assert any(m.direction == "outbound" and m.text and m.text.strip() in answer for m in messages[1:])
+    assert wechat_api.texts(openid) == []  # all of it passive
+
+
+def test_voice_with_and_without_recognition(client: TestClient, gateway: Any) -> None:
+    peer, openid = WeChatPeer(client, "safe"), new_openid()
+    assert peer.reply(peer.post(peer.voice(openid, None))) == VOICE_UNRECOGNISED
+    assert peer.reply(peer.post(peer.voice(openid, ""))) == VOICE_UNRECOGNISED
+    assert stored(gateway, openid) == []
+    answer = peer.reply(peer.post(peer.voice(openid, "护照怎么办理？")))
+    assert answer and "护照" in answer
+    inbound = stored(gateway, openid)[0]
+    assert inbound.text == "护照怎么办理？" and inbound.payload["metadata"] == {"input": "voice"}
+
+
+def test_subscribe_welcome_then_a_number_asks_the_hot_question(client: TestClient, gateway: Any) -> None:
+    peer, openid = WeChatPeer(client), new_openid()
+    welcome = peer.reply(peer.post(peer.event(openid, "subscribe")))
+    assert welcome is not None and welcome.startswith("您好，欢迎关注")
+    assert "回复数字选择：\n1. 身份证丢了怎么补办\n2. 办护照需要什么材料" in welcome
+    assert stored(gateway, openid) == []
+    answer = peer.say(openid, "1")
+    assert answer and "身份证" in answer
+    assert stored(gateway, openid)[0].text == "身份证丢了怎么补办"
+    assert peer.reply(peer.post(peer.event(openid, "unsubscribe"))) is None
+
+
+def test_other_message_types_get_a_polite_chinese_reply(client: TestClient, gateway: Any) -> None:
+    peer, openid = WeChatPeer(client, "compatible"), new_openid()
+    assert peer.reply(peer.post(peer.image(openid))) == UNSUPPORTED
+    assert peer.reply(peer.post(peer._message(openid, "location", "<Location_X>23.1</Location_X>"))) == UNSUPPORTED
+    assert peer.reply(peer.post(peer.event(openid, "CLICK"))) == MENU_HINT
+    assert peer.reply(peer.post(peer.event(openid, "VIEW"))) is None
+    assert peer.say(openid, "   ") == EMPTY
+    assert "请精简到 1000 字以内" in (peer.say(openid, "长" * 1001) or "")
+    assert stored(gateway, openid) == []
+
+
+def test_bad_callbacks_are_refused_and_reach_nothing(client: TestClient, gateway: Any) -> None:
+    openid = new_openid()
+    plain, safe = WeChatPeer(client), WeChatPeer(client, "safe")
+    other_app = WeChatPeer(client, "safe", appid="wxSOMEONEELSE000")
+    cases = [
+        (plain.post(plain.text(openid, "你好"), forge="signature"), 403, "签名"),
+        (safe.post(safe.text(openid, "你好"), forge="signature"), 403, "签名"),
+        (safe.post(safe.text(openid, "你好"), forge="msg_signature"), 403, "消息签名"),
+        (other_app.post(other_app.text(openid, "你好")), 403, "AppID"),
+        (plain.post(b"<xml><FromUserName>" + openid.encode() + b"</FromUserName><MsgType>text"), 400, "XML"),
+        (plain.post(b"not xml at all"), 400, "XML"),
+        (plain.post(b"<xml><Content>hi</Content></xml>"), 400, "FromUserName"),
+        (plain.post(plain.text(openid, "你" * 30000)), 413, "过大"),
+    ]
+    for resp, status, words in cases:
+        assert resp.status_code == status, (status, resp.text)
+        assert words in resp.json()["detail"]
+    assert stored(gateway, openid) == []
+
+
+def test_a_replayed_message_is_answered_once(client: TestClient, gateway: Any, wechat_api: FakeWeChat) -> None:
+    peer, openid = WeChatPeer(client, "safe"), new_openid()
+    xml = peer.text(openid, "办护照需要什么材料")
+    first = peer.reply(peer.post(xml))
+    assert first
+    for _retry in range(3):  # WeChat's retries: same MsgId, fresh signature and nonce
+        assert peer.reply(peer.post(xml)) == first
+    assert [m.text for m in stored(gateway, openid) if m.direction == "inbound"] == ["办护照需要什么材料"]
+    assert wechat_api.texts(openid) == []
+
+
+def wechat_channel(gateway: Any) -> WeChatChannel:
+    """The channel `build_gateway` mounted (its bound endpoint's object)."""
+    return next(r.endpoint.__self__ for r in gateway.app.routes if getattr(r, "path", "") == "/wechat"
+                and isinstance(getattr(r.endpoint, "__self__", None), WeChatChannel))
+
+
+@contextlib.contextmanager
+def answer_budget(gateway: Any, seconds: float) -> Iterator[None]:
+    channel = wechat_channel(gateway)
+    saved, channel.budget = channel.budget, seconds
+    try:
+        yield
+    finally:
+        channel.budget = saved
+
+
+def test_a_retry_during_processing_waits_for_the_first(client: TestClient, gateway: Any,
+                                                       wechat_api: FakeWeChat) -> None:
+    """WeChat's retry arrives while the first callback is still with the hub: one hub turn, one answer."""
+    peer, openid = WeChatPeer(client, "safe"), new_openid()
+    xml = peer.text(openid, "身份证丢了怎么补办")
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(peer.post, xml)
+        time.sleep(0.05)
+        retry = pool.submit(peer.post, xml)
+        answer = peer.reply(first.result())
+        assert answer and "身份证" in answer and peer.reply(retry.result()) == answer
+    assert len([m for m in stored(gateway, openid) if m.direction == "inbound"]) == 1
+    assert wechat_api.texts(openid) == []
+
+
+def test_slow_answer_goes_by_one_customer_service_message(client: TestClient, gateway: Any,
+                                                          wechat_api: FakeWeChat) -> None:
+    peer, openid = WeChatPeer(client, "safe"), new_openid()
+    xml = peer.text(openid, "身份证丢了怎么补办")
+    with answer_budget(gateway, 0.0):
+        assert peer.reply(peer.post(xml)) is None  # `success` at once; the answer follows by the API
+        assert peer.reply(peer.post(xml)) is None  # WeChat's retry: nothing more
+    sent = wechat_api.texts(openid)
+    assert len(sent) == 1 and "身份证" in sent[0]
+    outbound = [m.text for m in stored(gateway, openid) if m.direction == "outbound" and m.text]
+    assert outbound and all(t.strip() in sent[0] for t in outbound)

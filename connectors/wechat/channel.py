@@ -146,7 +146,7 @@ class WeChatChannel:
             raise HTTPException(403, "签名校验失败 / invalid signature")
 
     async def _body(self, request: Request) -> bytes:
-        too_large = HTTPException(413, f"请求体超过 {self.max_body} 字节 / request body too large")
+        too_large = HTTPException(413, f"请求内容过大（上限 {self.max_body} 字节）/ request body too large")
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body:
             raise too_large
