@@ -28,7 +28,7 @@ from wechatpy.utils import WeChatSigner
 
 from connectors.config import GatewaySettings
 from connectors.kv import KV
-from connectors.store import Conversation, Message, open_database
+from connectors.store import Conversation, Message, Ticket, open_database
 from connectors.wechat import mount, render
 from connectors.wechat.api import Sent, WeChatAPI
 from connectors.wechat.channel import EMPTY, MENU_HINT, UNSUPPORTED, VOICE_UNRECOGNISED, WeChatChannel
@@ -481,3 +481,91 @@ def test_slow_answer_goes_by_one_customer_service_message(client: TestClient, ga
     assert len(sent) == 1 and "身份证" in sent[0]
     outbound = [m.text for m in stored(gateway, openid) if m.direction == "outbound" and m.text]
     assert outbound and all(t.strip() in sent[0] for t in outbound)
+
+
+# -- pushes: clerk replies through the desk API reach the citizen by customer-service messages ------------------------
+@pytest.fixture(scope="module")
+def clerk(client: TestClient, gateway: Any) -> dict[str, str]:
+    """A clerk logged in on the module's client (cookie) — the headers to send with desk requests."""
+    from connectors.auth import create_clerk
+
+    create_clerk(gateway.factory, "wang", "desk-pass-2026", display_name="王老师")
+    r = client.post("/api/auth/login", json={"username": "wang", "password": "desk-pass-2026"})
+    assert r.status_code == 200, r.text
+    return {"X-CSRF-Token": r.json()["csrf"]}
+
+
+def handed_off(peer: WeChatPeer, gateway: Any, openid: str) -> int:
+    """The citizen asks for a person: the ticket's id."""
+    assert "人工" in (peer.say(openid, "我要人工") or "")
+    with gateway.factory() as s:
+        ticket_id = s.scalar(select(Ticket.id).join(Conversation).where(Conversation.user_id == openid))
+    assert ticket_id is not None
+    return int(ticket_id)
+
+
+def desk_reply(client: TestClient, clerk: dict[str, str], ticket_id: int, text: str) -> bool:
+    r = client.post(f"/api/desk/tickets/{ticket_id}/reply", json={"text": text}, headers=clerk)
+    assert r.status_code == 200, r.text
+    return bool(r.json()["message"]["delivered"])
+
+
+def test_clerk_replies_by_customer_service_messages_45015_and_45047_wait(
+        client: TestClient, gateway: Any, wechat_api: FakeWeChat, clerk: dict[str, str]) -> None:
+    peer, openid = WeChatPeer(client, "safe"), new_openid()
+    ticket_id = handed_off(peer, gateway, openid)
+
+    wechat_api.invalidate_tokens()  # the token was replaced elsewhere: refreshed, the reply still goes out once
+    assert desk_reply(client, clerk, ticket_id, "您好，我是王老师。请问身份证是在本市丢失的吗？")
+    assert wechat_api.texts(openid) == [f"{render.CLERK_PREFIX}您好，我是王老师。请问身份证是在本市丢失的吗？"]
+    assert [c["errcode"] for c in wechat_api.send_calls if openid in c["body"]] == [40001, 0]
+
+    wechat_api.close_window(openid)  # the citizen has not written for 48 hours
+    assert not desk_reply(client, clerk, ticket_id, "请带上户口簿到派出所办理。")
+    wechat_api.open_window(openid)
+    assert wechat_api.texts(openid)[1:] == []
+    answer = peer.say(openid, "好的，谢谢")  # the pending reply comes with the passive reply to the next message
+    assert answer is not None and answer.startswith(f"{render.CLERK_PREFIX}请带上户口簿到派出所办理。")
+
+    wechat_api.fail_next(45047)  # over the customer-service quota
+    assert not desk_reply(client, clerk, ticket_id, "办好后可以在这里评价我们的服务。")
+    assert "办好后可以在这里评价我们的服务。" in (peer.say(openid, "明白") or "")
+    assert len(wechat_api.texts(openid)) == 1  # each reply reached the citizen exactly once
+    with gateway.factory() as s:
+        undelivered = s.scalars(select(Message.id).join(Conversation).where(
+            Conversation.user_id == openid, Message.delivered.is_(False))).all()
+    assert undelivered == []
+
+
+def test_long_replies_are_split_within_2048_bytes(client: TestClient, gateway: Any, wechat_api: FakeWeChat,
+                                                  clerk: dict[str, str]) -> None:
+    peer, openid = WeChatPeer(client), new_openid()
+    ticket_id = handed_off(peer, gateway, openid)
+    long_text = "".join(f"第{i}项：请携带本人居民身份证原件及复印件一份，" for i in range(1, 121))  # > 6000 bytes
+
+    assert desk_reply(client, clerk, ticket_id, long_text)  # by the API: several messages, in order
+    parts = wechat_api.texts(openid)
+    assert len(parts) >= 3 and all(len(p.encode("utf-8")) <= 2048 for p in parts)
+    assert "".join(parts) == render.CLERK_PREFIX + long_text
+
+    wechat_api.close_window(openid)
+    assert not desk_reply(client, clerk, ticket_id, long_text)
+    wechat_api.open_window(openid)
+    first = peer.say(openid, "收到")  # the first part passively, the rest by the API after the response
+    rest = wechat_api.texts(openid)[len(parts):]
+    assert first is not None and len(rest) == len(parts) - 1
+    assert first + "".join(rest) == render.CLERK_PREFIX + long_text
+
+
+def test_slow_answer_outside_the_window_comes_with_the_next_message(client: TestClient, gateway: Any,
+                                                                    wechat_api: FakeWeChat) -> None:
+    peer, openid = WeChatPeer(client, "compatible"), new_openid()
+    wechat_api.close_window(openid)
+    with answer_budget(gateway, 0.0):
+        assert peer.say(openid, "办护照需要什么材料") is None
+    assert wechat_api.texts(openid) == [] and any(openid in c["body"] for c in wechat_api.send_calls)
+    late = [m.text.strip() for m in stored(gateway, openid) if m.direction == "outbound" and m.text]
+    wechat_api.open_window(openid)
+    later = peer.say(openid, "身份证丢了怎么补办")
+    assert late and later is not None and later.startswith(late[0])
+    assert len(later) > len("\n\n".join(late)) and wechat_api.texts(openid) == []

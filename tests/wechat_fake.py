@@ -174,7 +174,7 @@ class FakeWeChat:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="fake-wechat").start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True, name="fake-wechat").start()
         return self
 
     def stop(self) -> None:
