@@ -43,16 +43,36 @@
   // What an approve/reload answer says about the index, in Chinese.
   function describeReload(r) {
     if (!r || typeof r !== 'object') return '知识库已重新加载。';
-    const src = r.reload && typeof r.reload === 'object' ? r.reload : r;
+    // POST /api/admin/reload → {index, built, reloaded}; approve → {candidate: {…, index, reloaded}}.
+    const nested = [r.reload, r.candidate].find((x) => x && typeof x === 'object' && ('index' in x || 'reloaded' in x));
+    const src = nested || r;
     let index = src.index ?? src.hash ?? src.version;
     if (index && typeof index === 'object') index = index.hash || index.version || '';
     const bits = [];
-    if (src.reloaded === false) bits.push('索引未变化，无需重新加载');
+    if (src.built === true) bits.push('索引已重建');
+    if (src.reloaded === false) bits.push(src.built ? '但未能加载新索引' : '索引未变化，无需重新加载');
     else bits.push('知识库索引已重新加载');
     if (index) bits.push(`版本 ${String(index).slice(0, 12)}`);
     if (typeof src.units === 'number') bits.push(`共 ${src.units} 条`);
     if (r.faq_file || r.path) bits.push(`已写入 ${r.faq_file || r.path}`);
     return bits.join('，') + '。';
+  }
+
+  // Guide id → name (GET /api/desk/services), for the statistics and the candidate service field.
+  let services = null;
+  async function loadServices() {
+    if (services) return services;
+    try {
+      const r = await api('GET', '/api/desk/services');
+      services = Array.isArray(r.services) ? r.services : [];
+    } catch (e) {
+      services = [];
+    }
+    $('service-list').replaceChildren(...services.map((x) => el('option', { value: x.id, label: x.name })));
+    return services;
+  }
+  async function serviceNames() {
+    return Object.fromEntries((await loadServices()).map((x) => [x.id, x.name]));
   }
 
   // ---- reload -------------------------------------------------------------------------------------------
@@ -78,6 +98,7 @@
     const status = $('cand-status').value;
     const list = $('cand-list');
     list.setAttribute('aria-busy', 'true');
+    loadServices();
     try {
       const r = await api('GET', `/api/admin/candidates?status=${encodeURIComponent(status)}`);
       const items = listOf(r, 'candidates', 'items');
@@ -100,7 +121,7 @@
     questions.value = (c.questions || []).join('\n');
     const answer = el('textarea', { id: aid, rows: 5, disabled: !editable });
     answer.value = c.answer || '';
-    const service = el('input', { id: sid, disabled: !editable, maxlength: 128 });
+    const service = el('input', { id: sid, disabled: !editable, maxlength: 128, list: 'service-list' });
     service.value = c.service || '';
     const result = el('p', { class: 'cand-result', role: 'status' });
     let dirty = false;
@@ -141,7 +162,7 @@
         el('span', { class: `badge st-${c.status === 'approved' ? 'resolved' : c.status === 'rejected' ? 'snoozed' : 'pending'}`,
           text: { draft: '待审核', approved: '已批准', rejected: '已驳回' }[c.status || 'draft'] || c.status }),
         c.created_at ? el('span', { text: `提交于 ${G.fmtTime(c.created_at, true)}` }) : null,
-        c.created_by ? el('span', { text: `提交人 ${typeof c.created_by === 'object' ? c.created_by.username : c.created_by}` }) : null,
+        c.created_by ? el('span', { text: `提交人 ${clerkLabel(c.created_by)}` }) : null,
         c.ticket_id ? el('span', { text: `来自工单 #${c.ticket_id}` }) : null),
       el('label', { for: qid, text: '问题（每行一种问法）' }), questions,
       el('label', { for: aid, text: '答案' }), answer,
@@ -201,6 +222,13 @@
   $('cand-refresh').addEventListener('click', loadCandidates);
 
   // ---- clerks -------------------------------------------------------------------------------------------
+  // created_by is a clerk id (or a name/object); the clerks list, once loaded, turns ids into names.
+  const clerkNames = {};
+  function clerkLabel(x) {
+    if (x && typeof x === 'object') return G.clerkName(x);
+    return clerkNames[x] || (typeof x === 'number' ? `#${x}` : String(x));
+  }
+
   function roleSelect(value, label) {
     const s = el('select', { 'aria-label': label },
       el('option', { value: 'clerk', text: '坐席' }), el('option', { value: 'admin', text: '管理员' }));
@@ -215,7 +243,9 @@
         api('GET', '/api/desk/departments').catch(() => ({ departments: [] })),
       ]);
       $('dept-list').replaceChildren(...(d.departments || []).map((x) => el('option', { value: x })));
-      $('clerk-rows').replaceChildren(...listOf(r, 'clerks').map(clerkRow));
+      const list = listOf(r, 'clerks');
+      for (const c of list) clerkNames[c.id] = G.clerkName(c);
+      $('clerk-rows').replaceChildren(...list.map(clerkRow));
     } catch (e) {
       if (e.status !== 401) G.showError(e);
     }
@@ -226,13 +256,21 @@
     const role = roleSelect(c.role, `${who} 的角色`);
     const dept = el('input', { 'aria-label': `${who} 的部门`, maxlength: 128, list: 'dept-list' });
     dept.value = c.department || '';
+    const display = el('input', { 'aria-label': `${who} 的显示名`, maxlength: 64, size: 8 });
+    display.value = c.display_name || '';
     const active = el('input', { type: 'checkbox', 'aria-label': `${who} 已启用` });
     active.checked = c.active !== false;
     const pw = el('input', { type: 'password', 'aria-label': `${who} 的新密码`, placeholder: '留空则不修改',
       autocomplete: 'new-password' });
     const save = el('button', { type: 'button', class: 'btn small', text: '保存' });
     save.addEventListener('click', async () => {
-      const body = { role: role.value, department: dept.value.trim() || null, active: active.checked };
+      const body = { role: role.value, department: dept.value.trim() || null, active: active.checked,
+        display_name: display.value.trim() || null };
+      if (pw.value && pw.value.length < 8) {
+        G.toast('新密码至少 8 位。', 'error');
+        pw.focus();
+        return;
+      }
       if (pw.value) body.password = pw.value;
       if (G.clerk && c.id === G.clerk.id && (!body.active || body.role !== 'admin')
           && !window.confirm('这会取消您自己的管理员权限或停用自己的账号，确定继续？')) return;
@@ -248,7 +286,7 @@
       }
     });
     return el('tr', { dataset: { id: c.id } },
-      el('td', { text: String(c.id) }), el('td', { text: who }),
+      el('td', { text: String(c.id) }), el('td', { text: who }), el('td', {}, display),
       el('td', {}, role), el('td', {}, dept), el('td', {}, active), el('td', {}, pw), el('td', {}, save));
   }
 
@@ -258,10 +296,14 @@
     err.textContent = '';
     const body = {
       username: $('nc-username').value.trim(), password: $('nc-password').value, role: $('nc-role').value,
-      department: $('nc-department').value.trim() || null,
+      department: $('nc-department').value.trim() || null, display_name: $('nc-display').value.trim() || null,
     };
     if (!body.username || !body.password) {
       err.textContent = '请填写用户名和初始密码。';
+      return;
+    }
+    if (body.password.length < 8) {
+      err.textContent = '初始密码至少 8 位。';
       return;
     }
     try {
@@ -283,7 +325,7 @@
         if (Array.isArray(it)) return [it[0], it[1]];
         const k = keyNames.map((n) => it[n]).find((v) => v !== undefined && v !== null);
         const name = it.name || it.service_name || it.title;
-        return [name && name !== k ? `${name}（${k}）` : k, it.count ?? it.n ?? it.value ?? 0];
+        return [name && name !== k ? `${name}（${k}）` : k, it.count ?? it.tickets ?? it.n ?? it.value ?? 0];
       });
     }
     if (typeof x === 'object') return Object.entries(x);
@@ -319,7 +361,9 @@
       const byScore = pairs(sat.by_score, ['score']).sort((a, b) => Number(b[0]) - Number(a[0]));
       bars($('stats-satisfaction'), byScore, (k) => scoreName[k] || String(k));
       bars($('stats-status'), pairs(s.tickets_by_status, ['status']), (k) => G.label('status', k));
-      const top = pairs(s.top_services, ['service', 'id']);
+      const names = await serviceNames();
+      const top = pairs(s.top_services, ['service', 'id'])
+        .map(([k, v]) => [names[k] && !String(k).includes('（') ? `${names[k]}（${k}）` : k, v]);
       $('stats-services').replaceChildren(...(top.length ? top.map(([k, v]) => el('tr', {},
         el('td', { text: k === null || k === undefined ? '未识别事项' : String(k) }), el('td', { text: String(v) })))
         : [el('tr', {}, el('td', { colspan: '2', class: 'muted', text: '暂无数据' }))]));
@@ -333,9 +377,9 @@
   // ---- audit log ----------------------------------------------------------------------------------------
   const ACTIONS = {
     login: '登录', logout: '退出登录', login_failed: '登录失败', claim: '认领', reply: '回复', note: '内部备注',
-    transfer: '转交', snooze: '暂缓', resolve: '结单', hand_back: '交还机器人', 'hand-back': '交还机器人',
-    priority: '修改优先级', knowledge: '存为知识', approve: '批准知识', reject: '驳回知识', reload: '重新加载知识库',
-    create_clerk: '新建账号', update_clerk: '修改账号',
+    transfer: '转交', snooze: '暂缓', resolve: '结单', hand_back: '交还机器人', priority: '修改优先级',
+    save_knowledge: '存为知识', candidate_edit: '修改候选知识', candidate_approve: '批准知识',
+    candidate_reject: '驳回知识', knowledge_reload: '重新加载知识库', clerk_create: '新建账号', clerk_update: '修改账号',
   };
   async function loadAudit() {
     try {

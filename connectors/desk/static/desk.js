@@ -24,7 +24,8 @@
     priority: { 0: '普通', 1: '较高', 2: '高', 3: '紧急' },
     field: {
       text: '内容', minutes: '分钟数', questions: '问题', answer: '答案', service: '事项', username: '用户名',
-      password: '密码', role: '角色', department: '部门', priority: '优先级', clerk_id: '坐席', active: '状态',
+      password: '密码（至少 8 位）', role: '角色', department: '部门', priority: '优先级', clerk_id: '坐席',
+      active: '状态', display_name: '显示名',
     },
   };
   G.LABELS = LABELS;
@@ -42,6 +43,15 @@
 
   // "中文说明 / English" → the Chinese part; FastAPI validation lists → one Chinese line.
   function errorText(status, detail) {
+    // The gateway's validation errors: "请求内容不正确 / invalid request: field: message；field: message".
+    const invalid = typeof detail === 'string' && detail.match(/^(.*?)\s+\/\s+invalid request:\s*(.*)$/s);
+    if (invalid) {
+      const names = invalid[2].split('；').map((part) => {
+        const field = part.split(':')[0].trim().split('.').pop();
+        return LABELS.field[field] ? `${LABELS.field[field]}不符合要求` : '';
+      }).filter(Boolean);
+      return names.length ? `${invalid[1]}：${[...new Set(names)].join('；')}` : invalid[1];
+    }
     if (typeof detail === 'string' && detail.trim()) {
       const m = detail.match(/^(.*[\u3400-\u9fff].*?)\s+\/\s+[\x20-\x7e]+$/s);
       return m ? m[1] : detail;
@@ -150,6 +160,12 @@
     if (full) return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}:${pad(d.getSeconds())}`;
     return d.toDateString() === now.toDateString() ? hm : `${d.getMonth() + 1}月${d.getDate()}日 ${hm}`;
   };
+  // A clerk's name as people read it: 显示名（用户名）.
+  G.clerkName = (c) => {
+    if (!c) return '';
+    if (typeof c === 'string') return c;
+    return c.display_name && c.display_name !== c.username ? `${c.display_name}（${c.username}）` : (c.username || '');
+  };
   G.pct = (x) => (typeof x === 'number' && Number.isFinite(x)) ? `${Math.round(x * 100)}%` : '—';
 
   // Dialog helpers: open modally, put focus back where it was on close.
@@ -199,7 +215,7 @@
       appView.hidden = false;
       bar.hidden = false;
       const c = data.clerk;
-      G.$('who').textContent = `${c.username}（${G.label('role', c.role)}${c.department ? ' · ' + c.department : ''}）`;
+      G.$('who').textContent = [G.clerkName(c), G.label('role', c.role), c.department].filter(Boolean).join(' · ');
       const adminLink = G.$('admin-link');
       if (adminLink) adminLink.hidden = c.role !== 'admin';
       active = true;
@@ -293,9 +309,11 @@
       const extra = LIVE.has(v.status) ? (performance.now() - entry.base) / 1000 : 0;
       return (v.waited_s || 0) + extra;
     }
+    // The SLA covers the wait for a clerk (status pending); the server's `overdue` is authoritative when it
+    // says so, the client tick makes a pending ticket turn overdue without a reload.
     function overdue(entry) {
-      const w = waited(entry);
-      return Boolean(entry.view.overdue) || (entry.view.sla_s > 0 && LIVE.has(entry.view.status) && w > entry.view.sla_s);
+      const v = entry.view;
+      return Boolean(v.overdue) || (v.status === 'pending' && v.sla_s > 0 && waited(entry) > v.sla_s);
     }
 
     function sortQueue() {
@@ -345,6 +363,8 @@
       const v = entry.view;
       const w = G.fmtDuration(waited(entry));
       if (v.status === 'snoozed' && v.snoozed_until) return `暂缓至 ${G.fmtTime(v.snoozed_until)}`;
+      if (v.status === 'open') return `已接入 · 历时 ${w}`;
+      if (v.status === 'resolved') return '已结单';
       return v.sla_s ? `等待 ${w} / 时限 ${G.fmtDuration(v.sla_s)}` : `等待 ${w}`;
     }
 
@@ -366,7 +386,8 @@
         el('span', { text: G.label('reason', v.reason) }),
         el('span', { text: G.label('channel', v.channel) }),
         v.region ? el('span', { text: v.region }) : null,
-        v.assignee ? el('span', { class: mine ? 'mine' : '', text: mine ? '我处理中' : `处理人 ${v.assignee.username}` }) : null),
+        v.assignee ? el('span', { class: mine ? 'mine' : '', text: mine ? '我处理中' : `处理人 ${G.clerkName(v.assignee)}` })
+          : null),
       v.last_message ? el('div', { class: 'qlast', text: v.last_message }) : null,
       el('div', { class: 'qrow' },
         el('span', { class: 'qtimer', dataset: { timer: v.id }, text: timerText(entry) }),
@@ -380,7 +401,7 @@
 
     function slaBar(entry) {
       const v = entry.view;
-      if (!v.sla_s || !LIVE.has(v.status)) return null;
+      if (!v.sla_s || v.status !== 'pending') return null;
       const frac = Math.min(1, waited(entry) / v.sla_s);
       const bar = el('div', { class: 'sla', 'aria-hidden': 'true' }, el('span', {}));
       bar.firstChild.style.width = `${Math.round(frac * 100)}%`;
@@ -464,7 +485,7 @@
       const switching = S.currentId !== id;
       if (switching) saveComposer();
       S.current = { ticket: data.ticket, base: performance.now(), messages: [], ids: new Set(), canned: data.canned || [],
-        draft: data.draft || '' };
+        draft: data.draft || '', question: data.question || '' };
       S.currentId = id;
       S.unread.delete(id);
       $('ticket-placeholder').hidden = true;
@@ -513,7 +534,7 @@
         ['渠道', G.label('channel', t.channel)],
         ['地区', t.region || '—'],
         ['部门', t.department || '—'],
-        ['处理人', t.assignee ? t.assignee.username : '未认领'],
+        ['处理人', t.assignee ? G.clerkName(t.assignee) : '未认领'],
         ['机器人置信度', G.pct(t.confidence)],
         ['开始时间', G.fmtTime(t.opened_at, true)],
       ];
@@ -702,7 +723,7 @@
         const [cl, dp] = await Promise.all([api('GET', '/api/desk/clerks'), api('GET', '/api/desk/departments')]);
         const clerks = (cl.clerks || []).filter((c) => c.active !== false && (!S.me || c.id !== S.me.id));
         $('transfer-clerk').replaceChildren(...(clerks.length ? clerks.map((c) => el('option', {
-          value: String(c.id), text: `${c.username}${c.department ? '（' + c.department + '）' : ''}` }))
+          value: String(c.id), text: `${G.clerkName(c)}${c.department ? ' · ' + c.department : ''}` }))
           : [el('option', { value: '', text: '（没有其他坐席）' })]));
         const depts = dp.departments || [];
         $('transfer-dept').replaceChildren(...(depts.length ? depts.map((d) => el('option', { value: d, text: d }))
@@ -763,20 +784,39 @@
       act('priority', { priority }, `优先级已改为「${G.label('priority', priority)}」`);
     }
 
-    // The citizen's question for 「存为知识」: the last citizen message before the last clerk reply, skipping
-    // button payloads and bare requests for a human.
+    // The citizen's question for 「存为知识」: the last question the citizen asked before the handoff (skipping
+    // button payloads and bare requests for a human); failing that, the last one before the last clerk reply.
     function citizenQuestion(msgs) {
-      let lastClerk = -1;
-      msgs.forEach((m, i) => { if (senderOf(m) === 'clerk') lastClerk = i; });
-      const before = lastClerk >= 0 ? msgs.slice(0, lastClerk) : msgs;
-      const asked = before.filter((m) => senderOf(m) === 'citizen' && m.text && !m.text.startsWith('/'));
-      const real = asked.filter((m) => !(m.text.length <= 12 && /人工|客服|真人/.test(m.text)));
-      const pick = (real.length ? real : asked).slice(-1)[0];
-      return pick ? pick.text.trim() : '';
+      const lastIndex = (pred) => msgs.reduce((found, m, i) => (pred(m) ? i : found), -1);
+      const handoff = lastIndex((m) => Boolean(m.custom && m.custom.handoff));
+      const clerk = lastIndex((m) => senderOf(m) === 'clerk');
+      const asked = (m) => senderOf(m) === 'citizen' && m.text && !m.text.startsWith('/');
+      const real = (m) => !(m.text.length <= 12 && /人工|客服|真人/.test(m.text));
+      const windows = [msgs.slice(0, Math.max(0, handoff)), clerk >= 0 ? msgs.slice(0, clerk) : msgs, msgs];
+      for (const w of windows) {
+        const found = w.filter(asked).filter(real);
+        if (found.length) return found[found.length - 1].text.trim();
+      }
+      const any = msgs.filter(asked);
+      return any.length ? any[any.length - 1].text.trim() : (S.current.question || '');
     }
 
-    function openKnowledge() {
+    // GET /api/desk/services (guide id, name, department) for the 存为知识 service select; loaded once.
+    let services = null;
+    async function loadServices() {
+      if (services) return services;
+      try {
+        const r = await api('GET', '/api/desk/services');
+        services = Array.isArray(r.services) ? r.services : [];
+      } catch (e) {
+        services = [];
+      }
+      return services;
+    }
+
+    async function openKnowledge() {
       if (!S.current) return;
+      const all = await loadServices();
       const msgs = S.current.messages;
       const t = S.current.ticket;
       $('kn-questions').value = citizenQuestion(msgs);
@@ -791,6 +831,15 @@
       };
       addOpt(t.service, t.service_name);
       for (const c of t.candidates || []) addOpt(c.id, c.title);
+      const rest = all.filter((x) => !seen.has(x.id)).sort((x, y) => String(x.name).localeCompare(String(y.name), 'zh'));
+      if (rest.length) {
+        const group = el('optgroup', { label: '其他事项' });
+        for (const x of rest) {
+          seen.add(x.id);
+          group.append(el('option', { value: x.id, text: `${x.name}（${x.id}）` }));
+        }
+        opts.push(group);
+      }
       $('kn-service').replaceChildren(...opts);
       $('kn-service').value = t.service || '';
       $('knowledge-error').textContent = '';
