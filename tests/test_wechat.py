@@ -569,3 +569,29 @@ def test_slow_answer_outside_the_window_comes_with_the_next_message(client: Test
     later = peer.say(openid, "身份证丢了怎么补办")
     assert late and later is not None and later.startswith(late[0])
     assert len(later) > len("\n\n".join(late)) and wechat_api.texts(openid) == []
+
+
+# -- the real gateway process (uvicorn, `python -m connectors.serve`) configured by GOVBOT_WECHAT_* -------------------
+def test_served_gateway_over_http(tmp_path: Path, bot_stack: Any, kb_copy: Any, wechat_api: FakeWeChat) -> None:
+    from tests.gateway_fixtures import run_gateway, sqlite_url
+
+    env = {"GOVBOT_WECHAT_TOKEN": TOKEN, "GOVBOT_WECHAT_APPID": APPID, "GOVBOT_WECHAT_SECRET": SECRET,
+           "GOVBOT_WECHAT_AES_KEY": AES_KEY, "GOVBOT_WECHAT_API_BASE": wechat_api.base}
+    with run_gateway(tmp_path, sqlite_url(tmp_path), bot_stack, kb_copy, **env) as gw:
+        http, openid = gw.client(), new_openid()
+        timestamp, nonce = str(int(time.time())), "42"
+        verify = http.get("/wechat", params={"signature": wechatpy_sign(TOKEN, timestamp, nonce),
+                                             "timestamp": timestamp, "nonce": nonce, "echostr": "echo-1"})
+        assert verify.status_code == 200 and verify.text == "echo-1"
+        peer = WeChatPeer(http, "safe")  # type: ignore[arg-type]
+        answer = peer.say(openid, "社保卡怎么办理")
+        assert answer and "社保卡" in answer
+        assert peer.post(peer.text(openid, "你好"), forge="msg_signature").status_code == 403
+        assert peer.post(peer.text(openid, "你" * 30000)).status_code == 413
+        engine, factory = open_database(gw.database_url)
+        try:
+            with factory() as s:
+                inbound = s.scalars(select(Message.text).where(Message.direction == "inbound")).all()
+        finally:
+            engine.dispose()
+        assert inbound == ["社保卡怎么办理"]
