@@ -18,6 +18,8 @@ kb_app = typer.Typer(no_args_is_help=True, help="知识库：校验与构建索�
 eval_app = typer.Typer(no_args_is_help=True, help="评测")
 app.add_typer(kb_app, name="kb")
 app.add_typer(eval_app, name="eval")
+admin_app = typer.Typer(no_args_is_help=True, help="坐席与管理员账号")
+app.add_typer(admin_app, name="admin")
 err = Console(stderr=True)
 
 
@@ -126,6 +128,46 @@ def eval_faq(kb: Path = typer.Option(..., "--kb", help="知识库 JSONL：{id, a
     except EvalInputError as exc:
         raise fail(str(exc)) from None
     typer.echo(json.dumps(report, ensure_ascii=False, indent=None if as_json else 2))
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    username: str = typer.Argument(..., help="登录名"),
+    role: str = typer.Option("clerk", "--role", help="clerk（坐席）或 admin（管理员）"),
+    department: Optional[str] = typer.Option(None, "--department", help="所属部门（可选）"),
+    display_name: Optional[str] = typer.Option(None, "--name", help="对市民显示的称呼，如“王老师”"),
+    password_env: Optional[str] = typer.Option(None, "--password-env",
+                                               help="从这个环境变量读密码（脚本用）；不给则交互输入"),
+) -> None:
+    """创建坐席或管理员账号（数据库：GOVBOT_DATABASE_URL，默认 var/govbot.db）。"""
+    import os
+
+    from .auth import create_clerk
+    from .config import get_gateway_settings
+    from .store import open_database
+
+    if password_env:
+        password = os.environ.get(password_env, "")
+        if not password:
+            raise fail(f"环境变量 {password_env} 为空")
+    else:
+        password = typer.prompt("密码（至少 8 位）", hide_input=True, confirmation_prompt=True)
+    engine, factory = open_database(get_gateway_settings().database_url)
+    try:
+        view = create_clerk(factory, username, password, role, department, display_name)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"已创建 {view['role']} 账号“{view['username']}”（id {view['id']}）。")
+
+
+@app.command("serve")
+def serve(host: Optional[str] = typer.Option(None, "--host"), port: Optional[int] = typer.Option(None, "--port")) -> None:
+    """只启动网关（Rasa 与动作服务器需另行运行；`make run` 会启动全部）。"""
+    from .serve import main as serve_main
+
+    serve_main([*(["--host", host] if host else []), *(["--port", str(port)] if port else [])])
 
 
 def main() -> None:

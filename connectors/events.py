@@ -1,7 +1,8 @@
 """Live pushes inside a gateway process: the hub and the desk publish, websockets subscribe.
 
-Subscribers are asyncio queues; a subscriber that stops reading loses its oldest events rather than stalling the
-hub (the desk reloads the queue over HTTP on reconnect, so nothing it shows depends on every event arriving)."""
+Publishers may run in worker threads (database work runs there), so events are handed to each subscriber's
+event loop thread-safely. A subscriber that stops reading loses its oldest events rather than stalling the hub
+(the desk reloads its queue over HTTP on reconnect, so nothing it shows depends on every event arriving)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,40 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+Queue = asyncio.Queue[dict[str, Any]]
+
+
+def _put(queue: Queue, event: dict[str, Any]) -> None:
+    if queue.full():
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()
+    queue.put_nowait(event)
+
 
 class EventBus:
     def __init__(self, queue_size: int = 1000) -> None:
         self.queue_size = queue_size
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribers: dict[Queue, asyncio.AbstractEventLoop] = {}
 
     def publish(self, event: dict[str, Any]) -> None:
-        for queue in list(self._subscribers):
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(event)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for queue, loop in list(self._subscribers.items()):
+            if loop is running:
+                _put(queue, event)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(_put, queue, event)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.queue_size)
-        self._subscribers.add(queue)
+    async def subscribe(self) -> AsyncIterator[Queue]:
+        queue: Queue = asyncio.Queue(self.queue_size)
+        self._subscribers[queue] = asyncio.get_running_loop()
         try:
             yield queue
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
 
     @property
     def subscribers(self) -> int:

@@ -14,7 +14,7 @@ DAY_NAMES = ["周一", "周二", "周三", "周四", "周五", "周六", "周日
 
 def _parse_time(text: str) -> time:
     hh, mm = text.strip().split(":")
-    return time(int(hh), int(mm))
+    return time.max if (int(hh), int(mm)) == (24, 0) else time(int(hh), int(mm))
 
 
 @dataclass(frozen=True)

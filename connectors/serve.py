@@ -1,26 +1,34 @@
-"""`python -m connectors.serve`: run the gateway (loads the knowledge index first, then prints the URL)."""
+"""`python -m connectors.serve` / `govbot serve`: run the gateway (loads the knowledge index first, then prints the
+URLs). Settings come from GOVBOT_* (connectors/config.py); --host/--port override them."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 import uvicorn
 
-from .gateway import create_app
+from .config import get_gateway_settings
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> None:
+    settings = get_gateway_settings()
     parser = argparse.ArgumentParser(description="govbot gateway")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args()
+    parser.add_argument("--host", default=settings.host)
+    parser.add_argument("--port", type=int, default=settings.port)
+    args = parser.parse_args(argv)
+    settings.host, settings.port = args.host, args.port
     from retrieval import KnowledgeService
+
+    from .gateway import build_gateway
 
     kb = KnowledgeService()
     kb.search("身份证")  # load the index and the model (and warm them) before accepting requests
-    app = create_app(kb)
-    print(f"govbot is running: http://{args.host}:{args.port}/docs  (POST /api/ask; Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    gateway = build_gateway(settings, kb)
+    base = f"http://{args.host}:{args.port}"
+    print(f"govbot gateway: {base}/ (portal + widget)  {base}/desk (clerk desk)  {base}/admin  {base}/docs  "
+          f"database {gateway.engine.url.render_as_string(hide_password=True)}", flush=True)
+    uvicorn.run(gateway.asgi, host=args.host, port=args.port, log_level="warning", ws="websockets")
 
 
 if __name__ == "__main__":

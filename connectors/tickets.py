@@ -64,8 +64,10 @@ class Desk:
 
     # -- reading -------------------------------------------------------------------------------------------------------
     def visible(self, actor: Actor, t: Ticket) -> bool:
-        """Admins (leads) see everything; a clerk sees unrouted tickets, their department's, and their own."""
-        return actor.is_admin or t.department in (None, "", actor.department) or t.assignee_id == actor.id
+        """Admins (leads) and clerks without a department see everything; a department's clerk sees unrouted
+        tickets, their department's, and their own."""
+        return actor.is_admin or not actor.department or t.department in (None, "", actor.department) \
+            or t.assignee_id == actor.id
 
     async def queue(self, actor: Actor, statuses: tuple[str, ...] = ACTIVE_TICKET, mine: bool = False,
                     department: Optional[str] = None) -> list[dict[str, Any]]:

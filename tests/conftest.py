@@ -41,3 +41,7 @@ def kb(settings):  # type: ignore[no-untyped-def]
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+# Gateway fixtures (knowledge copy, Rasa stack, PostgreSQL databases, gateway processes).
+from tests.gateway_fixtures import bot_stack, gateway, kb_copy, rasa_model  # noqa: E402,F401
