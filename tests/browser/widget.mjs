@@ -2,6 +2,7 @@
 // Run by tests/test_widget.py:  node widget.mjs '{"base_url": …, "out_dir": …}'
 // Talks to pytest over stdout: prints `HANDOFF {"ticket_id", …}` once the citizen waits for a clerk, then waits
 // until the clerk's reply (sent by pytest through the desk API) shows up live; ends with `RESULT {…}`.
+import { createServer } from 'node:http';
 import { args, check, launch } from './lib.mjs';
 
 const a = args();
@@ -59,6 +60,8 @@ try {
 
   await page.goto(`${BASE}/`);
   check((await page.title()).includes('政务服务网'), 'the demo portal page is served at /');
+  await page.waitForFunction(() => window.GovBot && window.GovBot.version, null, { timeout: 10000 });
+  check(await page.evaluate(() => window.io === undefined), 'the vendored socket.io client stays out of the page globals');
 
   // -- keyboard: open the window from the bubble ------------------------------------------------------------------------
   const launcher = page.getByRole('button', { name: '打开政务智能客服' });
@@ -243,18 +246,46 @@ try {
   check(errors.length === 0, `no page errors: ${errors.join(' | ')}`);
   await context.close();
 
-  // -- a phone: the window takes the whole screen ----------------------------------------------------------------------------
-  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale: 'zh-CN' });
-  const mobile = await phone.newPage();
-  await mobile.goto(`${BASE}/`);
-  await mobile.getByRole('button', { name: '打开政务智能客服' }).tap();
-  const box = await mobile.locator('#gb-panel').boundingBox();
-  check(box && box.width >= 389 && box.height >= 800, `full-screen window on a phone: ${JSON.stringify(box)}`);
-  await mobile.locator('.gb-hot button').first().waitFor({ timeout: 10000 });
-  await mobile.locator('.gb-hot button').first().tap();
-  await mobile.locator('.gb-card').first().waitFor({ timeout: TIMEOUT }).catch(() => {});
-  await mobile.screenshot({ path: `${OUT}/widget-mobile.png` });
-  await phone.close();
+  // -- another site embeds the widget (cross-origin, data-title / data-region), on a phone ------------------------------------
+  const embed = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+      <meta name="viewport" content="width=device-width, initial-scale=1"><title>某区政务服务</title></head>
+      <body><h1>某区政务服务</h1><p>第三方页面，只加了一行 script。</p>
+      <script src="${BASE}/widget.js" data-title="某区政务客服" data-region="北京" async></script></body></html>`);
+  });
+  await new Promise((resolve) => embed.listen(0, '127.0.0.1', resolve));
+  try {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale: 'zh-CN' });
+    const mobile = await phone.newPage();
+    const mobileErrors = [];
+    mobile.on('pageerror', (e) => mobileErrors.push(String(e)));
+    await mobile.goto(`http://127.0.0.1:${embed.address().port}/`);
+    await mobile.getByRole('button', { name: '打开某区政务客服' }).tap();
+    check(await mobile.getByRole('dialog', { name: '某区政务客服' }).isVisible(), 'data-title names the window');
+    const box = await mobile.locator('#gb-panel').boundingBox();
+    check(box && box.width >= 389 && box.height >= 800, `full-screen window on a phone: ${JSON.stringify(box)}`);
+    await mobile.locator('.gb-hot button').first().waitFor({ timeout: 10000 }); // cross-origin JSON API
+    // a question the bot answers with buttons: tap one
+    await mobile.locator('#gb-input').fill('身份证');
+    await mobile.locator('.gb-send').tap();
+    const choice = mobile.locator('.gb-chips:not(.gb-hot) button', { hasText: '居民身份证补领' });
+    await choice.waitFor({ timeout: TIMEOUT });
+    await mobile.screenshot({ path: `${OUT}/widget-mobile-choices.png` });
+    await choice.tap();
+    check(await choice.getAttribute('aria-pressed') === 'true', 'the chosen button is marked');
+    await mobile.locator('.gb-user .gb-bubble', { hasText: '居民身份证补领' }).waitFor({ timeout: 5000 });
+    await mobile.locator('.gb-card').first().waitFor({ timeout: TIMEOUT });
+    await mobile.screenshot({ path: `${OUT}/widget-mobile.png` });
+    result.embed_session = await mobile.evaluate(() => {
+      const key = Object.keys(localStorage).find((k) => k.startsWith('govbot:') && k.endsWith(':session'));
+      return key && localStorage.getItem(key);
+    });
+    check(mobileErrors.length === 0, `no page errors on the embedding page: ${mobileErrors.join(' | ')}`);
+    await phone.close();
+  } finally {
+    embed.close();
+  }
 
   // -- the typing indicator, with the gateway's frames delayed by 1.2 s ---------------------------------------------------------
   const slow = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'zh-CN' });
