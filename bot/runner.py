@@ -277,8 +277,8 @@ def rasa_proc(model: Path, port: int, endpoints: Path, credentials: Path, token:
     return Proc("rasa", argv, env, log)
 
 
-def gateway_proc(port: int, log: Callable[[str], None]) -> Proc:
-    env = {**os.environ, **QUIET_ENV, "PYTHONPATH": str(REPO)}
+def gateway_proc(port: int, log: Callable[[str], None], rasa_url: str, token: str) -> Proc:
+    env = {**os.environ, **QUIET_ENV, "PYTHONPATH": str(REPO), "GOVBOT_RASA_URL": rasa_url, "GOVBOT_RASA_TOKEN": token}
     return Proc("gateway", [str(APP_PYTHON), "-m", "connectors.serve", "--host", HOST, "--port", str(port)], env, log)
 
 
@@ -435,7 +435,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         (actions, f"http://{HOST}:{args.actions_port}/health", _actions_ok),
         (rasa, f"http://{HOST}:{args.rasa_port}/", _rasa_ok)]
     if args.gateway_port:
-        gateway = gateway_proc(args.gateway_port, printer)
+        gateway = gateway_proc(args.gateway_port, printer, f"http://{HOST}:{args.rasa_port}", token)
         procs.append(gateway)
         checks.append((gateway, f"http://{HOST}:{args.gateway_port}/healthz", _gateway_ok))
     printer(f"[runner] model {model.relative_to(REPO) if model.is_relative_to(REPO) else model}; starting rasa "
@@ -463,7 +463,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if ready.is_set() and not stop.is_set():
             printer(f"govbot is ready: http://{HOST}:{args.rasa_port}/webhooks/rest/webhook")
             if args.gateway_port:
-                printer(f"gateway (knowledge API): http://{HOST}:{args.gateway_port}/docs")
+                base = f"http://{HOST}:{args.gateway_port}"
+                printer(f"portal with the chat widget: {base}/   clerk desk: {base}/desk   admin: {base}/admin   "
+                        f"API docs: {base}/docs")
         while not stop.is_set():
             if not all(p.alive() for p in procs):
                 dead = [p.name for p in procs if not p.alive()]

@@ -43,6 +43,9 @@ class GatewaySettings(BaseSettings):
     wechat_appid: str = Field(default="", description="公众号 AppID.")
     wechat_secret: str = Field(default="", description="公众号 AppSecret (for the customer-service message API).")
     wechat_aes_key: str = Field(default="", description="EncodingAESKey, 43 characters; empty = plaintext mode.")
+    wechat_answer_budget: float = Field(
+        default=4.0, gt=0, lt=5, description="Seconds a 公众号 callback waits for the answer before replying `success` "
+        "and sending it by the customer-service API (WeChat gives up after 5 s).")
     wechat_api_base: str = Field(default="https://api.weixin.qq.com", description="WeChat API base URL.")
 
     def secret(self) -> str:

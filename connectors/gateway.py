@@ -117,6 +117,7 @@ class Gateway:
     kb: KnowledgeService
     kv: KV
     metrics: Metrics
+    wechat: Optional[wechat.WeChatChannel]
 
 
 def build_gateway(settings: Optional[GatewaySettings] = None, kb: Optional[KnowledgeService] = None) -> Gateway:
@@ -157,6 +158,8 @@ def build_gateway(settings: Optional[GatewaySettings] = None, kb: Optional[Knowl
         finally:
             housekeeping.cancel()
             await rasa.close()
+            if wechat_channel is not None:
+                await wechat_channel.aclose()
 
     app = FastAPI(title="govbot 政务智能问答", version="0.2.0", lifespan=lifespan,
                   description="政务智能问答网关：渠道接入、人工坐席、知识管理。Clerk/admin APIs need a session cookie "
@@ -219,10 +222,10 @@ def build_gateway(settings: Optional[GatewaySettings] = None, kb: Optional[Knowl
 
     app.include_router(desk_router(factory, auth, desk, admin, bus, metrics))
     mount_pages(app)
-    wechat.mount(app, hub, settings, kv)
+    wechat_channel = wechat.mount(app, hub, settings, kv, answer_budget_s=settings.wechat_answer_budget)
     asgi = web.mount(app, hub, settings, kb)
     return Gateway(settings, app, BodyLimit(asgi, settings.max_body_bytes), engine, factory, hub, desk, auth, admin,
-                   kb, kv, metrics)
+                   kb, kv, metrics, wechat_channel)
 
 
 async def _housekeeping(kv: KV) -> None:

@@ -5,6 +5,7 @@ Every failure (refused, timed out, 5xx, not JSON) becomes `BotUnavailable`, whic
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Optional
 
 import httpx
@@ -22,12 +23,15 @@ class RasaClient:
         self.token = token
         self.timeout = timeout
         self._client: Optional[httpx.AsyncClient] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     @property
     def client(self) -> httpx.AsyncClient:
-        # Created lazily inside the running loop; one connection pool per gateway process.
-        if self._client is None:
+        # One connection pool per event loop (the server has one; tests may start several in turn).
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
             self._client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(self.timeout, connect=3.0))
+            self._loop = loop
         return self._client
 
     async def close(self) -> None:
@@ -50,7 +54,12 @@ class RasaClient:
             raise BotUnavailable("Rasa answered something that is not JSON") from exc
         if not isinstance(body, list):
             raise BotUnavailable(f"Rasa answered {type(body).__name__}, expected a list")
-        return [m for m in body if isinstance(m, dict)]
+        messages = [m for m in body if isinstance(m, dict)]
+        if not messages:
+            # Our bot always says something; silence means a failed turn (Rasa answers 200 and [] when the action
+            # server is down, measured) or a paused conversation the hub thought was with the bot.
+            raise BotUnavailable("Rasa answered no message (action server down?)")
+        return messages
 
     async def hand_back(self, sender: str) -> None:
         """Resume a paused conversation (bot/CONTRACT.md: resume, handed_off=false, action_listen)."""
