@@ -2,7 +2,8 @@
 // tests/test_desk_browser.py.
 //
 // argv[2] (JSON): {base_url, username, password, out_dir, ticket_text, reply,
-//                  expect_draft?, markup_text?, knowledge?, admin?: {username, password}, timeout_ms?}
+//                  expect_draft?, markup_text?, knowledge?, admin?: {username, password},
+//                  approve?: {question, answer, service?}, timeout_ms?}
 // Protocol on stdout: one line `READY` once the clerk is logged in and the queue is live over the websocket
 // (the pytest side then makes a citizen hand off), and a last line `RESULT {...}` on success.
 // Any failed check exits non-zero with a message naming the step.
@@ -138,6 +139,7 @@ try {
 
   // 9. 存为知识: the form is pre-filled with the citizen's question and the clerk's reply.
   let candidate = null;
+  let approved = null;
   if (a.knowledge) {
     step('存为知识');
     await page.keyboard.press('Escape');
@@ -171,6 +173,22 @@ try {
         .some((t) => t.value.includes(q)), candidate);
     }
     await admin.screenshot({ path: join(out, 'admin.png') });
+    if (candidate && a.approve) {
+      // Edit the candidate, approve it, and see that the index was rebuilt and reloaded.
+      step('admin: edit and approve the candidate');
+      const cid = await admin.evaluate((q) => [...document.querySelectorAll('#cand-list .cand')]
+        .find((c) => c.querySelector('textarea').value.includes(q)).dataset.id, candidate);
+      await admin.locator(`#cq-${cid}`).fill(a.approve.question);
+      await admin.locator(`#ca-${cid}`).fill(a.approve.answer);
+      if (a.approve.service !== undefined) await admin.locator(`#cs-${cid}`).fill(a.approve.service);
+      const started = Date.now();
+      await admin.locator(`.cand[data-id="${cid}"] button`, { hasText: '批准并发布' }).click();
+      const result = admin.locator(`.cand[data-id="${cid}"] .cand-result`, { hasText: '已批准' });
+      await result.waitFor({ timeout: a.approve_timeout_ms || 300000 });
+      approved = { id: Number(cid), message: await result.textContent(), seconds: (Date.now() - started) / 1000 };
+      check(approved.message.includes('索引'), `the page says what happened to the index (${approved.message})`);
+      await admin.screenshot({ path: join(out, 'admin-approved.png') });
+    }
     await admin.locator('#tab-stats').click();
     await admin.locator('#stats-cards .stat').first().waitFor();
     await admin.screenshot({ path: join(out, 'admin-stats.png') });
@@ -182,7 +200,7 @@ try {
 
   check(problems.length === 0, `no script errors in the pages:\n${problems.join('\n')}`);
   console.log(`RESULT ${JSON.stringify({ ticket_id: Number(ticketId), conversation_id: detail.ticket.conversation_id,
-    candidate })}`);
+    candidate, approved })}`);
 } catch (e) {
   if (page) await page.screenshot({ path: join(out, 'desk-failure.png') }).catch(() => {});
   console.error(String(e && e.stack ? e.stack : e));

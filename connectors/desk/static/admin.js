@@ -99,6 +99,7 @@
     const list = $('cand-list');
     list.setAttribute('aria-busy', 'true');
     loadServices();
+    await loadClerkNames();
     try {
       const r = await api('GET', `/api/admin/candidates?status=${encodeURIComponent(status)}`);
       const items = listOf(r, 'candidates', 'items');
@@ -156,11 +157,16 @@
       }
     }
     const buttons = [];
+    const badge = el('span', {});
+    const setBadge = (status) => {
+      badge.className = `badge st-${status === 'approved' ? 'resolved' : status === 'rejected' ? 'snoozed' : 'pending'}`;
+      badge.textContent = { draft: '待审核', approved: '已批准', rejected: '已驳回' }[status] || status;
+    };
+    setBadge(c.status || 'draft');
     const card = el('article', { class: 'card cand', dataset: { id: c.id }, 'aria-labelledby': `ch-${c.id}` },
       el('div', { class: 'cand-head' },
         el('strong', { id: `ch-${c.id}`, text: `候选 #${c.id}` }),
-        el('span', { class: `badge st-${c.status === 'approved' ? 'resolved' : c.status === 'rejected' ? 'snoozed' : 'pending'}`,
-          text: { draft: '待审核', approved: '已批准', rejected: '已驳回' }[c.status || 'draft'] || c.status }),
+        badge,
         c.created_at ? el('span', { text: `提交于 ${G.fmtTime(c.created_at, true)}` }) : null,
         c.created_by ? el('span', { text: `提交人 ${clerkLabel(c.created_by)}` }) : null,
         c.ticket_id ? el('span', { text: `来自工单 #${c.ticket_id}` }) : null),
@@ -192,6 +198,7 @@
           G.announce(msg);
           for (const f of [questions, answer, service]) f.disabled = true;
           for (const b of all) b.remove();
+          setBadge('approved');
           card.setAttribute('aria-busy', 'false');
         } catch (e) {
           result.textContent = '';
@@ -205,6 +212,7 @@
         try {
           await api('POST', `/api/admin/candidates/${c.id}/reject`, {});
           result.textContent = '已驳回。';
+          setBadge('rejected');
           G.announce(`候选 #${c.id} 已驳回`);
           for (const f of [questions, answer, service]) f.disabled = true;
           for (const b of all) b.remove();
@@ -227,6 +235,12 @@
   function clerkLabel(x) {
     if (x && typeof x === 'object') return G.clerkName(x);
     return clerkNames[x] || (typeof x === 'number' ? `#${x}` : String(x));
+  }
+
+  async function loadClerkNames() {
+    try {
+      for (const c of listOf(await api('GET', '/api/admin/clerks'), 'clerks')) clerkNames[c.id] = G.clerkName(c);
+    } catch (e) { /* ids stay ids */ }
   }
 
   function roleSelect(value, label) {

@@ -540,7 +540,7 @@
       ];
       if (t.snoozed_until) facts.push(['暂缓至', G.fmtTime(t.snoozed_until, true)]);
       $('ticket-facts').replaceChildren(...facts.map(([k, v]) => el('div', { class: 'fact' },
-        el('dt', { text: k }), el('dd', { text: v }))));
+        el('dt', { text: k }), el('dd', { text: v, title: v }))));
       const mine = t.assignee && S.me && t.assignee.id === S.me.id;
       const closed = t.status === 'resolved';
       const claim = $('act-claim');
