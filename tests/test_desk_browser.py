@@ -4,7 +4,7 @@ drives /desk and /admin on a gateway process that talks to the real Rasa and act
 A citizen (the plain JSON channel /api/chat) asks a question the bot answers; the clerk logs in; once the page
 says its queue is live, the citizen asks for a human, and the ticket must appear without a reload. The clerk
 opens it with the keyboard, finds the bot's draft in the reply box, claims, answers, adds a note and saves the
-answer as knowledge; an admin finds the candidate on /admin, edits and approves it, and the bot then answers
+answer as knowledge, raises the priority, snoozes and hands the conversation back to the bot; an admin finds the candidate on /admin, edits and approves it, and the bot then answers
 with it. The citizen's conversation must hold the reply.
 Screenshots go to var/browser/desk/ (desk.png, admin.png, admin-stats.png)."""
 
@@ -119,6 +119,7 @@ def test_clerk_answers_a_live_handoff_in_the_browser(gateway: GatewayProcess) ->
     scenario = Scenario({
         "base_url": gateway.url, "username": username, "password": CLERK_PASSWORD, "out_dir": str(SCREENS),
         "ticket_text": QUESTION, "markup_text": MARKUP, "reply": REPLY, "expect_draft": True, "knowledge": True,
+        "hand_back": True,
         "admin": {"username": "lead", "password": CLERK_PASSWORD}, "timeout_ms": 120_000,
         # Approved as a question no other test asks, so the shared knowledge copy stays neutral for them.
         "approve": {"question": APPROVED_Q, "answer": APPROVED_A, "service": ""},
@@ -144,7 +145,10 @@ def test_clerk_answers_a_live_handoff_in_the_browser(gateway: GatewayProcess) ->
     history = citizen.get("/api/chat/history", params={"user_id": user}).json()
     replies = [m for m in history["messages"] if m.get("sender_kind") == "clerk"]
     assert [m["text"] for m in replies] == [REPLY], history["messages"]
-    assert history["status"]["state"] == "open"
+    # Snoozed, then handed back from the page: the bot has the conversation again, the ticket is resolved.
+    assert history["status"]["state"] == "bot", history["status"]
+    ticket = lead.get(f"/api/desk/tickets/{result['ticket_id']}").json()["ticket"]
+    assert (ticket["status"], ticket["priority"]) == ("resolved", 3), ticket
     # The note stayed internal.
     assert all("已电话确认" not in (m.get("text") or "") for m in history["messages"])
     assert (SCREENS / "desk.png").stat().st_size > 10_000

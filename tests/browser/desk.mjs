@@ -2,7 +2,7 @@
 // tests/test_desk_browser.py.
 //
 // argv[2] (JSON): {base_url, username, password, out_dir, ticket_text, reply,
-//                  expect_draft?, markup_text?, knowledge?, admin?: {username, password},
+//                  expect_draft?, markup_text?, knowledge?, hand_back?, admin?: {username, password},
 //                  approve?: {question, answer, service?}, timeout_ms?}
 // Protocol on stdout: one line `READY` once the clerk is logged in and the queue is live over the websocket
 // (the pytest side then makes a citizen hand off), and a last line `RESULT {...}` on success.
@@ -156,7 +156,29 @@ try {
 
   await page.screenshot({ path: join(out, 'desk.png') });
 
-  // 10. Admin: the candidate waits for review; statistics and the audit log load.
+  // 10. Priority, snooze, then hand the conversation back to the bot.
+  if (a.hand_back) {
+    step('priority, snooze, hand back');
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('p');
+    check(await page.evaluate(() => document.activeElement.id) === 'act-priority', 'p focuses the priority');
+    await page.locator('#act-priority').selectOption('3');
+    await page.locator(`#q-${ticketId} .badge.prio`, { hasText: '紧急' }).waitFor();
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('s');
+    await page.locator('#snooze-dialog[open]').waitFor();
+    await page.locator('#snooze-dialog [data-minutes="15"]').click();
+    await page.locator('#snooze-minutes').press('Enter');
+    await page.locator('#ticket-status', { hasText: '暂挂' }).waitFor();
+    check(/暂挂至/.test(await page.locator('#ticket-facts').textContent()), 'the snooze end is shown');
+    await page.locator('#ticket-title').focus();
+    await page.keyboard.press('b'); // the confirm() is accepted by the dialog handler above
+    await page.locator('#ticket-status', { hasText: '已办结' }).waitFor({ timeout: 60000 });
+    check(await page.locator('#act-resolve').isDisabled(), 'a resolved ticket takes no more actions');
+    await page.locator(`#q-${ticketId}`).waitFor({ state: 'detached' });
+  }
+
+  // 11. Admin: the candidate waits for review; statistics and the audit log load.
   if (a.admin) {
     step('admin page');
     const ctx2 = await browser.newContext({ viewport: { width: 1366, height: 860 }, locale: 'zh-CN' });

@@ -391,7 +391,7 @@
   // ---- audit log ----------------------------------------------------------------------------------------
   const ACTIONS = {
     login: '登录', logout: '退出登录', login_failed: '登录失败', claim: '认领', reply: '回复', note: '内部备注',
-    transfer: '转交', snooze: '暂缓', resolve: '结单', hand_back: '交还机器人', priority: '修改优先级',
+    transfer: '转交', snooze: '暂挂', resolve: '办结', hand_back: '交回机器人', priority: '修改优先级',
     save_knowledge: '存为知识', candidate_edit: '修改候选知识', candidate_approve: '批准知识',
     candidate_reject: '驳回知识', knowledge_reload: '重新加载知识库', clerk_create: '新建账号', clerk_update: '修改账号',
   };

@@ -10,7 +10,7 @@
   const G = { csrf: null, clerk: null, onUnauthorized: null };
 
   const LABELS = {
-    status: { pending: '待认领', open: '处理中', snoozed: '暂缓', resolved: '已结单', bot: '机器人' },
+    status: { pending: '待认领', open: '处理中', snoozed: '暂挂', resolved: '已办结', bot: '机器人' },
     reason: {
       requested: '市民要求人工', complaint: '投诉', out_of_scope: '超出服务范围', low_confidence: '机器人把握不足',
       still_unsure: '多次未能明确', no_candidates: '未找到相关事项', bot_unavailable: '系统繁忙',
@@ -362,9 +362,9 @@
     function timerText(entry) {
       const v = entry.view;
       const w = G.fmtDuration(waited(entry));
-      if (v.status === 'snoozed' && v.snoozed_until) return `暂缓至 ${G.fmtTime(v.snoozed_until)}`;
+      if (v.status === 'snoozed' && v.snoozed_until) return `暂挂至 ${G.fmtTime(v.snoozed_until)}`;
       if (v.status === 'open') return `已接入 · 历时 ${w}`;
-      if (v.status === 'resolved') return '已结单';
+      if (v.status === 'resolved') return '已办结';
       return v.sla_s ? `等待 ${w} / 时限 ${G.fmtDuration(v.sla_s)}` : `等待 ${w}`;
     }
 
@@ -538,7 +538,7 @@
         ['机器人置信度', G.pct(t.confidence)],
         ['开始时间', G.fmtTime(t.opened_at, true)],
       ];
-      if (t.snoozed_until) facts.push(['暂缓至', G.fmtTime(t.snoozed_until, true)]);
+      if (t.snoozed_until) facts.push(['暂挂至', G.fmtTime(t.snoozed_until, true)]);
       $('ticket-facts').replaceChildren(...facts.map(([k, v]) => el('div', { class: 'fact' },
         el('dt', { text: k }), el('dd', { text: v, title: v }))));
       const mine = t.assignee && S.me && t.assignee.id === S.me.id;
@@ -762,20 +762,20 @@
         $('snooze-error').textContent = '请输入正整数分钟数。';
         return;
       }
-      const r = await act('snooze', { minutes }, `已暂缓 ${minutes} 分钟`);
+      const r = await act('snooze', { minutes }, `已暂挂 ${minutes} 分钟`);
       if (r) $('snooze-dialog').close();
     }
 
     function resolve() {
       if (!S.current || $('act-resolve').disabled) return;
-      if (!window.confirm(`确定结单工单 #${S.current.ticket.id}？`)) return;
-      act('resolve', {}, `工单 #${S.current.ticket.id} 已结单`);
+      if (!window.confirm(`确定办结工单 #${S.current.ticket.id}？`)) return;
+      act('resolve', {}, `工单 #${S.current.ticket.id} 已办结`);
     }
 
     function handBack() {
       if (!S.current || $('act-handback').disabled) return;
       if (!window.confirm('确定把对话交还给机器人？市民之后的消息将由机器人回答。')) return;
-      act('hand-back', {}, '已交还机器人');
+      act('hand-back', {}, '已交回机器人');
     }
 
     function setPriority() {
