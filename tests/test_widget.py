@@ -28,14 +28,16 @@ from typing import Any, Optional
 
 import pytest
 
+from bot.runner import free_port
 from connectors.web import rasa_messages, widget_script
-from tests.gateway_fixtures import GatewayProcess
+from tests.gateway_fixtures import GatewayProcess, gateway_env, sqlite_url
 
 REPO = Path(__file__).resolve().parent.parent
 BROWSER = REPO / "tests" / "browser"
 SCREENS = REPO / "var" / "browser" / "widget"
 WEBCHAT = "rasa-webchat@1.0.1"
 CLERK_REPLY = "您好，<b>请带户口簿</b><img src=x onerror=alert(1)>到户籍所在地派出所申请补领。"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 MAX_CHARS = 1000  # GatewaySettings.max_text_chars (the fixture's gateway keeps the default)
 
 
@@ -154,7 +156,7 @@ def test_widget_script_is_one_self_contained_file(tmp_path: Path) -> None:
         assert check.returncode == 0, check.stderr
     # Citizen, clerk and knowledge-base text is only ever put into the page as text.
     source = (REPO / "connectors" / "web" / "static" / "widget.js").read_text(encoding="utf-8")
-    assert "innerHTML" not in source and "insertAdjacentHTML" not in source and "document.write" not in source
+    assert not re.search(r"\.(innerHTML|outerHTML|insertAdjacentHTML)\b|document\.write|\beval\(", source)
 
 
 def test_suggestions_and_hot_questions_come_from_the_knowledge_base() -> None:
@@ -337,6 +339,49 @@ def test_pushes_reach_every_tab_and_wait_while_none_is_connected(gateway: Gatewa
     finally:
         back.close()
     assert lead.post(f"/api/desk/tickets/{ticket}/resolve").status_code == 200
+
+
+@pytest.mark.rasa
+@pytest.mark.model
+def test_two_gateway_replicas_reach_the_widget_through_redis(tmp_path_factory: pytest.TempPathFactory,
+                                                               bot_stack: Any, kb_copy: Any) -> None:
+    """DESIGN §5: behind a load balancer the citizen's socket is on one replica, the clerk's request on another."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is needed for the scale-out test: {exc}")
+    folder = tmp_path_factory.mktemp("gw-redis")
+    database = sqlite_url(folder)
+    replicas = []
+    try:
+        for name in ("a", "b"):  # one after the other: the first creates the database
+            (folder / name).mkdir()
+            gw = GatewayProcess(free_port(), gateway_env(database, bot_stack, kb_copy, GOVBOT_REDIS_URL=REDIS_URL),
+                                folder / name / "gateway.log")
+            replicas.append(gw.start())
+        a, b = replicas
+        b.create_clerk("scale", role="admin", display_name="值班员")
+        clerk = b.login("scale")
+        sio = SocketIO(a.url)
+        try:
+            session = sio.session(None)
+            sio.say(session, "我要人工")
+            ticket = next(m["custom"]["status"]["ticket_id"] for m in _bot_messages(sio)
+                          if "status" in (m.get("custom") or {}))
+            reply = clerk.post(f"/api/desk/tickets/{ticket}/reply", json={"text": "您好，我是值班员。"}).json()
+            assert reply["message"]["delivered"] is True  # replica b knows the socket on replica a …
+            got = sio.wait_event("bot_uttered", lambda m: m.get("metadata", {}).get("sender") == "clerk")
+            assert got["text"] == "您好，我是值班员。"  # … and the emit crossed over through Redis
+        finally:
+            sio.close()
+        time.sleep(1.0)
+        later = clerk.post(f"/api/desk/tickets/{ticket}/reply", json={"text": "还在吗？"}).json()
+        assert later["message"]["delivered"] is False  # gone from every replica: it waits for the next message
+    finally:
+        for gw in replicas:
+            gw.stop()
 
 
 # -- the browser ---------------------------------------------------------------------------------------------------------

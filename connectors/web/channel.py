@@ -59,6 +59,33 @@ ERRORS = {
 }
 
 
+class Presence:
+    """Which sessions have a socket on any gateway replica (Redis sets of socket ids per session). A replica that
+    dies leaves its ids behind until the key expires; a push is then reported delivered although nobody saw it
+    live — the widget loads the history on every (re)connect, so it still shows."""
+
+    TTL_S = 24 * 3600
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self.redis = aioredis.from_url(url)
+
+    @staticmethod
+    def key(session_id: str) -> str:
+        return f"govbot:web:presence:{session_id}"
+
+    async def join(self, session_id: str, sid: str) -> None:
+        await self.redis.sadd(self.key(session_id), sid)
+        await self.redis.expire(self.key(session_id), self.TTL_S)
+
+    async def leave(self, session_id: str, sid: str) -> None:
+        await self.redis.srem(self.key(session_id), sid)
+
+    async def any(self, session_id: str) -> bool:
+        return bool(await self.redis.scard(self.key(session_id)))
+
+
 def room_of(session_id: str) -> str:
     """The room of a session (prefixed so it can never be another socket's own sid room)."""
     return f"s:{session_id}"
@@ -124,8 +151,10 @@ class WebChannel:
         origins: Any = "*" if origins_setting.strip() == "*" else [o.strip() for o in origins_setting.split(",")
                                                                       if o.strip()]
         manager = None
-        if settings.redis_url:  # rooms across gateway replicas
+        self.presence: Optional[Presence] = None
+        if settings.redis_url:  # rooms across gateway replicas: emits go through Redis, presence is kept there
             manager = socketio.AsyncRedisManager(settings.redis_url, channel="govbot-socketio")
+            self.presence = Presence(settings.redis_url)
         self.sio = socketio.AsyncServer(
             async_mode="asgi", cors_allowed_origins=origins, client_manager=manager,
             max_http_buffer_size=settings.max_body_bytes, logger=False, engineio_logger=False,
@@ -137,8 +166,14 @@ class WebChannel:
         hub.register_channel(CHANNEL, self.deliver)
 
     # -- helpers ---------------------------------------------------------------------------------------------------
-    def connected(self, session_id: str) -> bool:
+    def connected_here(self, session_id: str) -> bool:
         return any(True for _ in self.sio.manager.get_participants("/", room_of(session_id)))
+
+    async def connected(self, session_id: str) -> bool:
+        """A socket of this session is connected (to this replica, or to any when Redis is configured)."""
+        if self.connected_here(session_id):
+            return True
+        return self.presence is not None and await self.presence.any(session_id)
 
     async def emit_outbound(self, session_id: str, outs: list[Outbound]) -> None:
         for out in outs:
@@ -147,7 +182,7 @@ class WebChannel:
 
     async def deliver(self, ref: ConversationRef, outs: list[Outbound]) -> bool:
         """The hub's push: emit to every tab of the session; False (kept pending) when none is connected."""
-        if ref.channel != CHANNEL or not self.connected(ref.user_id):
+        if ref.channel != CHANNEL or not await self.connected(ref.user_id):
             return False
         await self.emit_outbound(ref.user_id, outs)
         return True
@@ -169,8 +204,12 @@ class WebChannel:
             return
         if old:
             await self.sio.leave_room(sid, room_of(old))
+            if self.presence is not None:
+                await self.presence.leave(old, sid)
         self._sessions[sid] = session_id
         await self.sio.enter_room(sid, room_of(session_id))
+        if self.presence is not None:
+            await self.presence.join(session_id, sid)
 
     def _rate_ok(self, session_id: str) -> bool:
         now = time.monotonic()
@@ -237,6 +276,11 @@ class WebChannel:
         @sio.on("disconnect")
         async def disconnect(sid: str, *reason: Any) -> None:
             session_id = self._sessions.pop(sid, None)
+            if session_id and self.presence is not None:
+                try:
+                    await self.presence.leave(session_id, sid)
+                except Exception:  # noqa: BLE001 - Redis away: the key expires on its own
+                    log.warning("could not clear presence of a widget socket", exc_info=True)
             if session_id and session_id not in self._sessions.values():
                 self._recent.pop(session_id, None)
                 lock = self._locks.get(session_id)

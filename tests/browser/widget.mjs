@@ -18,6 +18,15 @@ const inShadow = (page, fn, arg) => page.evaluate(
   ([body, x]) => new Function('root', 'x', body)(document.getElementById('govbot-widget').shadowRoot, x),
   [`return (${fn.toString()})(root, x);`, arg]);
 
+// The log scrolls smoothly: wait until it reached the newest message (before a screenshot).
+async function settled(page) {
+  await page.waitForFunction(() => {
+    const log = document.getElementById('govbot-widget').shadowRoot.getElementById('gb-log');
+    return log.scrollTop + log.clientHeight >= log.scrollHeight - 2;
+  }, null, { timeout: 5000 }).catch(() => {});
+  await page.waitForTimeout(200);
+}
+
 async function cardsCount(page) {
   return page.locator('.gb-card').count();
 }
@@ -154,6 +163,8 @@ try {
   result.fee = feeText.slice(0, 200);
 
   // -- screenshots: normal and 长辈版 ---------------------------------------------------------------------------------------
+  await page.waitForTimeout(300); // the rating row under the newest card
+  await settled(page);
   await page.screenshot({ path: `${OUT}/widget.png` });
   const elder = page.getByRole('button', { name: '长辈版（大字号、高对比度）' });
   await elder.focus();
@@ -161,7 +172,7 @@ try {
   check(await page.locator('.gb-elder-toggle').getAttribute('aria-pressed') === 'true', '长辈版 is on (aria-pressed)');
   const fontPx = await inShadow(page, (root) => parseFloat(getComputedStyle(root.querySelector('.gb-bubble')).fontSize));
   check(fontPx >= 20, `长辈版 text is large (${fontPx}px)`);
-  await page.locator('.gb-card').last().scrollIntoViewIfNeeded();
+  await settled(page);
   await page.screenshot({ path: `${OUT}/widget-elder.png` });
   await page.getByRole('button', { name: '切换到标准版' }).click();
   result.elder_font_px = fontPx;
@@ -271,11 +282,13 @@ try {
     await mobile.locator('.gb-send').tap();
     const choice = mobile.locator('.gb-chips:not(.gb-hot) button', { hasText: '居民身份证补领' });
     await choice.waitFor({ timeout: TIMEOUT });
+    await settled(mobile);
     await mobile.screenshot({ path: `${OUT}/widget-mobile-choices.png` });
     await choice.tap();
     check(await choice.getAttribute('aria-pressed') === 'true', 'the chosen button is marked');
     await mobile.locator('.gb-user .gb-bubble', { hasText: '居民身份证补领' }).waitFor({ timeout: 5000 });
     await mobile.locator('.gb-card').first().waitFor({ timeout: TIMEOUT });
+    await mobile.locator('.gb-card').first().scrollIntoViewIfNeeded();
     await mobile.screenshot({ path: `${OUT}/widget-mobile.png` });
     result.embed_session = await mobile.evaluate(() => {
       const key = Object.keys(localStorage).find((k) => k.startsWith('govbot:') && k.endsWith(':session'));

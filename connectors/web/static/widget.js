@@ -193,6 +193,7 @@ function setElder(on) {
   elderBtn.textContent = on ? '标准版' : '长辈版';
   elderBtn.setAttribute('aria-label', on ? '切换到标准版' : '长辈版（大字号、高对比度）');
   save('elder', on ? '1' : null);
+  scrollDown(); // larger text: keep the newest message in view
 }
 launcher.addEventListener('click', function () { if (isOpen()) close(); else open(); });
 closeBtn.addEventListener('click', close);
