@@ -170,7 +170,7 @@ class Hub:
         async with self._lock(msg.channel, msg.user_id):
             started = time.perf_counter()
 
-            def store_inbound(s: Session) -> Optional[tuple[int, str, int, list[Outbound], Optional[int]]]:
+            def store_inbound(s: Session) -> Optional[tuple[int, str, str, int, list[Outbound], Optional[int]]]:
                 conv = self._conversation(s, msg.channel, msg.user_id, region)
                 if msg.external_id and s.scalar(select(Message.id).where(
                         Message.conversation_id == conv.id, Message.external_id == msg.external_id)):
@@ -193,7 +193,8 @@ class Hub:
                 self._publish_message(m, ticket.id if ticket else None)
                 if ticket is not None:
                     self.publish_ticket(self.ticket_view(s, ticket))
-                return conv.id, conv.state, m.id, [outbound_of(p) for p in pending], ticket.id if ticket else None
+                return (conv.id, conv.sender, conv.state, m.id, [outbound_of(p) for p in pending],
+                        ticket.id if ticket else None)
 
             try:
                 stored = await self.tx(store_inbound)
@@ -201,10 +202,10 @@ class Hub:
                 stored = None  # the same external id stored concurrently by another process
             if stored is None:
                 return []
-            conv_id, state, inbound_id, pending, ticket_id = stored
+            conv_id, sender, state, inbound_id, pending, ticket_id = stored
             if state in WITH_CLERK:
                 return pending + await self._desk_ack(conv_id, state)
-            replies = await self._ask_bot(conv_id, msg, text, inbound_id)
+            replies = await self._ask_bot(conv_id, sender, msg, text, inbound_id)
             self.metrics.latency.labels(msg.channel).observe(time.perf_counter() - started)
             return pending + replies
 
@@ -221,10 +222,10 @@ class Hub:
             return []
         return [await self.system_message(conv_id, None, deliver=False)]
 
-    async def _ask_bot(self, conv_id: int, msg: Inbound, text: str, inbound_id: int) -> list[Outbound]:
+    async def _ask_bot(self, conv_id: int, sender: str, msg: Inbound, text: str, inbound_id: int) -> list[Outbound]:
         metadata = {**msg.metadata, "channel": msg.channel}
         try:
-            bot_messages = await self.rasa.send(str(conv_id), text, metadata)
+            bot_messages = await self.rasa.send(sender, text, metadata)
         except BotUnavailable as exc:
             log.warning("bot unavailable for conversation %s: %s", conv_id, exc)
             self.metrics.bot_failures.inc()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import statistics
 from collections import Counter
 from datetime import timedelta
@@ -117,7 +118,9 @@ class KnowledgeAdmin:
                 c = self._get(s, cid)
                 if c.status != "draft":
                     raise DeskError(409, "该候选已审核 / already reviewed")
-                rows = [{"id": f"desk-{c.id}-{i + 1}", "service": c.service, "question": q, "answer": c.answer}
+                # A random part keeps ids unique even if the database was reset while the corpus kept its file.
+                tag = secrets.token_hex(3)
+                rows = [{"id": f"desk-{c.id}-{tag}-{i + 1}", "service": c.service, "question": q, "answer": c.answer}
                         for i, q in enumerate(c.questions)]
             path = self.faq_path
             before = path.read_bytes() if path.exists() else None

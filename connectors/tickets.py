@@ -244,10 +244,10 @@ class Desk:
             t = self._ticket(s, actor, ticket_id)
             if t.assignee_id not in (None, actor.id) and not actor.is_admin and t.status != "resolved":
                 raise DeskError(409, "工单由其他工作人员处理 / held by another clerk")
-            return t.conversation_id, t.conversation.state
-        conv_id, _ = await self.hub.tx(read)
+            return t.conversation_id, t.conversation.sender
+        conv_id, sender = await self.hub.tx(read)
         try:
-            await self.hub.rasa.hand_back(str(conv_id))
+            await self.hub.rasa.hand_back(sender)
         except BotUnavailable as exc:
             raise DeskError(503, "智能助手暂时不可用，无法交回，请稍后再试 / the bot is unavailable") from exc
 

@@ -8,6 +8,7 @@ and SQLite has no ENUM type anyway.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -70,6 +71,9 @@ class Conversation(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The conversation's id at Rasa (REST sender, tracker). Random rather than `id`, so two stores (a reset
+    # database, a second deployment) sharing one Rasa tracker store never continue each other's conversations.
+    sender: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: uuid.uuid4().hex)
     channel: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     region: Mapped[str | None] = mapped_column(String(64))

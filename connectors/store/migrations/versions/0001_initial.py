@@ -28,6 +28,7 @@ def upgrade() -> None:
     op.create_table(
         "conversations",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("sender", sa.String(64), nullable=False),
         sa.Column("channel", sa.String(32), nullable=False),
         sa.Column("user_id", sa.String(128), nullable=False),
         sa.Column("region", sa.String(64), nullable=True),
@@ -39,6 +40,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
         sa.UniqueConstraint("channel", "user_id", name=op.f("uq_conversations_channel_user_id")),
+        sa.UniqueConstraint("sender", name=op.f("uq_conversations_sender")),
     )
     op.create_index(op.f("ix_conversations_user_id"), "conversations", ["user_id"])
 

@@ -1,0 +1,1 @@
+"""The clerk desk and admin pages, and their JSON API."""
