@@ -54,5 +54,6 @@ bench: setup  ## speed, memory and quality benchmarks (writes bench/results/; fi
 	@$(PY) -m bench.embed_speed
 	@$(PY) -m bench.faq_eval
 	@$(PY) -m bench.rasa_bench
+	@$(PY) -m bench.gateway_bench
 
 .PHONY: help venvs model index rasa-model setup browser run test eval train bench

@@ -397,14 +397,6 @@ class Hub:
             await self.tx(mark)
         return ok
 
-    async def defer(self, message_ids: list[int]) -> None:
-        """A channel could not deliver messages it got in a reply (e.g. a WeChat answer that missed the 5-second
-        window and then the customer-service API refused it): keep them for the citizen's next message."""
-        def mark(s: Session) -> None:
-            for m in s.scalars(select(Message).where(Message.id.in_(message_ids), Message.direction == "outbound")):
-                m.delivered = False
-        await self.tx(mark)
-
     # -- what channels ask -------------------------------------------------------------------------------------------------
     async def history(self, channel: str, user_id: str, limit: int = 50) -> list[Outbound]:
         """The conversation as the citizen saw it (their own messages have sender_kind "citizen"), oldest first."""
