@@ -165,13 +165,19 @@ function scrollDown() { log.scrollTop = log.scrollHeight; }
 function append(el) { log.appendChild(el); scrollDown(); return el; }
 
 // -- open / close / 长辈版 ------------------------------------------------------------------------------------------
+function setUnread(n) {
+  unread = n;
+  badge.textContent = String(n);
+  badge.hidden = n === 0;
+  launcher.setAttribute('aria-label', '打开' + cfg.title + (n ? '（' + n + ' 条新消息）' : ''));
+}
 function isOpen() { return !panel.hidden; }
 function open(noFocus) {
   if (isOpen()) { if (!noFocus) input.focus(); return; }
   panel.hidden = false;
   shell.classList.add('gb-open');
   launcher.setAttribute('aria-expanded', 'true');
-  unread = 0; badge.hidden = true;
+  setUnread(0);
   save('open', '1');
   connect();
   scrollDown();
@@ -217,7 +223,7 @@ function botShell(sender, quiet) {
     bubble,
   ]);
   append(el);
-  if (!quiet && !isOpen()) { unread += 1; badge.textContent = String(unread); badge.hidden = false; }
+  if (!quiet && !isOpen()) setUnread(unread + 1);
   return { el: el, bubble: bubble, sender: sender };
 }
 function userBubble(text) {
@@ -415,13 +421,13 @@ function updateStatus(s) {
   var cls = 'gb-banner';
   if (s.state === 'pending') {
     text = '正在为您转接人工…';
-    if (s.queue_position) text += ' 当前排队第 ' + s.queue_position + ' 位。';
-    if (s.expected) text += ' ' + s.expected;
+    if (s.expected) text += ' 现在是非工作时间，工作人员将于' + s.expected + '起回复您。';
+    else if (s.queue_position) text += ' 当前排队第 ' + s.queue_position + ' 位。';
   } else if (s.state === 'open') {
     text = '人工客服' + (s.clerk ? ' ' + s.clerk + ' ' : '') + '正在为您服务。';
     cls += ' gb-live';
   } else if (s.state === 'snoozed') {
-    text = '人工客服稍后为您答复。' + (s.expected ? ' ' + s.expected : '');
+    text = '工作人员正在等待您补充信息，请直接回复。';
   }
   banner.className = cls;
   banner.textContent = text;
@@ -630,6 +636,7 @@ form.addEventListener('submit', function (e) {
   }
   hideSuggestions();
   input.value = '';
+  save('draft', null);
   updateCounter();
   send(text);
   input.focus();
@@ -637,7 +644,7 @@ form.addEventListener('submit', function (e) {
 
 // -- sending ----------------------------------------------------------------------------------------------------------
 function customData() {
-  var d = { page: location.href.slice(0, 300) };
+  var d = { page: (location.origin + location.pathname).slice(0, 300) }; // no query string: it may hold personal data
   if (cfg.region) d.region = cfg.region;
   return d;
 }
@@ -708,11 +715,7 @@ function connect() {
     if (m && typeof m.text === 'string') userBubble(m.display || m.text);
   });
   socket.on('govbot_error', function (e) {
-    if (e && e.message) {
-      notice(String(e.message));
-      hintMsg.textContent = String(e.message);
-      hintMsg.className = 'gb-hint-msg gb-err';
-    }
+    if (e && e.message) notice(String(e.message)); // role=alert, in the log
   });
   socket.on('disconnect', function () {
     confirmed = false;
