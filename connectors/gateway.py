@@ -35,7 +35,6 @@ from .knowledge_admin import KnowledgeAdmin
 from .kv import KV
 from .metrics import Metrics
 from .office_hours import OfficeHours
-from .pii import install_log_masking
 from .rasa_client import RasaClient
 from .store import Ticket, open_database
 from .tickets import Desk
@@ -123,7 +122,6 @@ class Gateway:
 def build_gateway(settings: Optional[GatewaySettings] = None, kb: Optional[KnowledgeService] = None) -> Gateway:
     settings = settings or get_gateway_settings()
     kb = kb or KnowledgeService()
-    install_log_masking()
     engine, factory = open_database(settings.database_url)
     metrics = Metrics()
     bus = EventBus()

@@ -52,21 +52,13 @@ def mask_any(value: Any) -> Any:
 
 
 class MaskingFilter(logging.Filter):
-    """A logging filter that masks the formatted message of every record passing through a handler."""
+    """A logging filter (put on handlers) that masks the message and its string arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask(message)
-        if masked != message:
-            record.msg, record.args = masked, None
+        if isinstance(record.msg, str):
+            record.msg = mask(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: mask(v) if isinstance(v, str) else v for k, v in record.args.items()}
         return True
-
-
-def install_log_masking(logger: logging.Logger | None = None) -> None:
-    """Mask PII in everything the given logger (default: root) and its handlers write."""
-    target = logger or logging.getLogger()
-    for handler in target.handlers:
-        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
-            handler.addFilter(MaskingFilter())
-    if not any(isinstance(f, MaskingFilter) for f in target.filters):
-        target.addFilter(MaskingFilter())

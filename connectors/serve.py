@@ -4,11 +4,23 @@ URLs). Settings come from GOVBOT_* (connectors/config.py); --host/--port overrid
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+import copy
+from typing import Any, Optional
 
 import uvicorn
 
 from .config import get_gateway_settings
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging plus our own loggers, every handler masking 身份证号/phone/bank-card numbers."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["filters"] = {"pii": {"()": "connectors.pii.MaskingFilter"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["pii"]
+    config["loggers"]["govbot"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["uvicorn.access"]["level"] = "WARNING"
+    return config
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -28,7 +40,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     base = f"http://{args.host}:{args.port}"
     print(f"govbot gateway: {base}/ (portal + widget)  {base}/desk (clerk desk)  {base}/admin  {base}/docs  "
           f"database {gateway.engine.url.render_as_string(hide_password=True)}", flush=True)
-    uvicorn.run(gateway.asgi, host=args.host, port=args.port, log_level="warning", ws="websockets")
+    uvicorn.run(gateway.asgi, host=args.host, port=args.port, log_config=log_config(), ws="websockets-sansio")
 
 
 if __name__ == "__main__":
