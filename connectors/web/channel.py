@@ -44,7 +44,7 @@ RATE_WINDOW_S = 60.0
 RATE_MAX_MESSAGES = 30
 HISTORY_LIMIT = 100
 SCORE_LABELS = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
-INTENT_LABELS = {"request_human": "转人工", "deny": "都不是", "affirm": "是的", "greet": "您好",
+INTENT_LABELS = {"request_human": "我要转人工", "deny": "都不是", "affirm": "是的", "greet": "您好",
                  "goodbye": "再见", "thanks": "谢谢"}
 
 ERRORS = {
