@@ -33,8 +33,9 @@ setup: index rasa-model  ## everything `run` and `test` need; idempotent
 run: setup  ## the whole system on the embedded defaults (Rasa, actions, gateway); prints the URLs; Ctrl-C stops all
 	@$(PY) -m bot.runner --gateway-port $(PORT)
 
-browser:  ## what the browser tests drive: Debian chromium (installed if missing) and playwright-core (npm ci)
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+browser:  ## what the browser tests drive: Debian chromium and a CJK font (installed if missing), playwright-core (npm ci)
+	@{ command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; } \
+	  || (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null)
 	@cd tests/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --silent; }
 
 test: setup browser  ## lint, type-check and the whole test suite (both runtimes)

@@ -38,6 +38,8 @@ class GatewaySettings(BaseSettings):
     )
     timezone: str = Field(default="Asia/Shanghai")
     sla_minutes: int = Field(default=10, ge=1, description="Waiting time after which a ticket shows as overdue.")
+    widget_origins: str = Field(
+        default="*", description="Sites allowed to embed the widget (socket.io CORS), comma-separated; * = any.")
     redis_url: Optional[str] = Field(default=None, description="Redis for live pushes across gateway replicas.")
     wechat_token: str = Field(default="", description="公众号 Token (server configuration).")
     wechat_appid: str = Field(default="", description="公众号 AppID.")

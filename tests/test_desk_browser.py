@@ -11,20 +11,15 @@ Screenshots go to var/browser/desk/ (desk.png, admin.png, admin-stats.png)."""
 from __future__ import annotations
 
 import json
-import queue
-import shutil
-import subprocess
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.browser_scenario import Scenario, require_browser
 from tests.gateway_fixtures import CLERK_PASSWORD, GatewayProcess
 
 REPO = Path(__file__).resolve().parent.parent
-BROWSER = REPO / "tests" / "browser"
 SCREENS = REPO / "var" / "browser" / "desk"
 
 QUESTION = "身份证丢了怎么补办？"
@@ -34,69 +29,9 @@ APPROVED_A = "坐席演练许可证（仅用于自动化测试）需要：演练
 REPLY = "您好，身份证丢失后请带户口簿到户籍所在地派出所申请补领，办理时现场采集照片。"
 
 
-def _require_browser() -> None:
-    missing = [name for name in ("node", "chromium") if shutil.which(name) is None]
-    if not (BROWSER / "node_modules" / "playwright-core").is_dir():
-        missing.append("tests/browser/node_modules/playwright-core")
-    if missing:
-        pytest.fail(f"browser test needs {', '.join(missing)}: run `make browser`")
-
-
-class Scenario:
-    """tests/browser/desk.mjs as a child process; its stdout lines arrive on a queue."""
-
-    def __init__(self, args: dict[str, Any]) -> None:
-        self.proc = subprocess.Popen(["node", str(BROWSER / "desk.mjs"), json.dumps(args, ensure_ascii=False)],
-                                     cwd=BROWSER, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-
-    def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line.rstrip("\n"))
-
-    def expect(self, prefix: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.fail(f"no {prefix!r} from the scenario within {timeout:.0f} s")
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                self.proc.wait(10)
-                self.fail(f"the scenario ended (exit {self.proc.returncode}) before {prefix!r}")
-            if line.startswith(prefix):
-                return line[len(prefix):].strip()
-
-    def fail(self, message: str) -> None:
-        self.close()
-        pytest.fail(f"{message}\n--- scenario log ---\n" + "\n".join(self.stderr[-60:]))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 def test_clerk_answers_a_live_handoff_in_the_browser(gateway: GatewayProcess) -> None:
-    _require_browser()
+    require_browser()
     citizen = gateway.client()
     user = f"browser-{time.time_ns()}"
 
@@ -116,7 +51,7 @@ def test_clerk_answers_a_live_handoff_in_the_browser(gateway: GatewayProcess) ->
     gateway.create_clerk(username, department=department, display_name="浏览器测试")
 
     SCREENS.mkdir(parents=True, exist_ok=True)
-    scenario = Scenario({
+    scenario = Scenario("desk.mjs", {
         "base_url": gateway.url, "username": username, "password": CLERK_PASSWORD, "out_dir": str(SCREENS),
         "ticket_text": QUESTION, "markup_text": MARKUP, "reply": REPLY, "expect_draft": True, "knowledge": True,
         "hand_back": True,
@@ -133,10 +68,8 @@ def test_clerk_answers_a_live_handoff_in_the_browser(gateway: GatewayProcess) ->
         later = citizen.post("/api/chat", json={"user_id": user, "text": MARKUP})
         assert later.status_code == 200, later.text
 
-        result = json.loads(scenario.expect("RESULT", timeout=240))
-        scenario.proc.wait(30)
-        if scenario.proc.returncode != 0:
-            scenario.fail(f"the scenario exited with {scenario.proc.returncode}")
+        result = scenario.expect("RESULT", timeout=240)
+        scenario.finish()
     finally:
         scenario.close()
 

@@ -14,12 +14,10 @@ suggestions — against a real gateway process with the real Rasa and action ser
 from __future__ import annotations
 
 import json
-import queue
 import re
 import shutil
 import subprocess
 import tarfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -30,10 +28,10 @@ import pytest
 
 from bot.runner import free_port
 from connectors.web import rasa_messages, widget_script
+from tests.browser_scenario import Scenario, require_browser
 from tests.gateway_fixtures import GatewayProcess, gateway_env, sqlite_url
 
 REPO = Path(__file__).resolve().parent.parent
-BROWSER = REPO / "tests" / "browser"
 SCREENS = REPO / "var" / "browser" / "widget"
 WEBCHAT = "rasa-webchat@1.0.1"
 CLERK_REPLY = "您好，<b>请带户口簿</b><img src=x onerror=alert(1)>到户籍所在地派出所申请补领。"
@@ -385,71 +383,11 @@ def test_two_gateway_replicas_reach_the_widget_through_redis(tmp_path_factory: p
 
 
 # -- the browser ---------------------------------------------------------------------------------------------------------
-def _require_browser() -> None:
-    missing = [name for name in ("node", "chromium") if shutil.which(name) is None]
-    if not (BROWSER / "node_modules" / "playwright-core").is_dir():
-        missing.append("tests/browser/node_modules/playwright-core")
-    if missing:
-        pytest.fail(f"browser test needs {', '.join(missing)}: run `make browser`")
-
-
-class Scenario:
-    """A node scenario script as a child process; its stdout lines arrive on a queue."""
-
-    def __init__(self, script: str, args: dict[str, Any]) -> None:
-        self.proc = subprocess.Popen(["node", str(BROWSER / script), json.dumps(args, ensure_ascii=False)],
-                                     cwd=BROWSER, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue[Optional[str]] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines.put), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr.append), daemon=True).start()
-
-    @staticmethod
-    def _read(stream: Any, put: Callable[[Optional[str]], None]) -> None:
-        for line in stream:
-            put(line.rstrip("\n"))
-        put(None)
-
-    def expect(self, prefix: str, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.fail(f"no {prefix!r} from the scenario within {timeout:.0f} s")
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                self.proc.wait(10)
-                self.fail(f"the scenario ended (exit {self.proc.returncode}) before {prefix!r}")
-            elif line.startswith(prefix + " "):
-                return json.loads(line[len(prefix) + 1:])
-
-    def finish(self) -> None:
-        self.proc.wait(60)
-        if self.proc.returncode != 0:
-            self.fail(f"the scenario exited with {self.proc.returncode}")
-
-    def fail(self, message: str) -> None:
-        self.close()
-        pytest.fail(f"{message}\n--- scenario log ---\n" + "\n".join(s for s in self.stderr[-60:] if s))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @pytest.mark.rasa
 @pytest.mark.model
 @pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 def test_widget_holds_a_conversation_in_the_browser(gateway: GatewayProcess) -> None:
-    _require_browser()
+    require_browser()
     SCREENS.mkdir(parents=True, exist_ok=True)
     lead = gateway.login("lead")
     scenario = Scenario("widget.mjs", {"base_url": gateway.url, "out_dir": str(SCREENS), "clerk_reply": CLERK_REPLY,
@@ -523,7 +461,7 @@ def webchat_bundle() -> Path:
 @pytest.mark.model
 @pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 def test_rasa_webchat_talks_to_the_gateway(gateway: GatewayProcess, webchat_bundle: Path) -> None:
-    _require_browser()
+    require_browser()
     SCREENS.mkdir(parents=True, exist_ok=True)
     scenario = Scenario("webchat.mjs", {"base_url": gateway.url, "bundle": str(webchat_bundle),
                                         "out_dir": str(SCREENS), "timeout_ms": 60_000})

@@ -147,7 +147,7 @@ class WebChannel:
         self.hub = hub
         self.max_chars = settings.max_text_chars
         self._corpus = corpus or (lambda: None)
-        origins_setting = getattr(settings, "widget_origins", "*")
+        origins_setting = settings.widget_origins
         origins: Any = "*" if origins_setting.strip() == "*" else [o.strip() for o in origins_setting.split(",")
                                                                       if o.strip()]
         manager = None
