@@ -75,9 +75,9 @@ class Auth:
             if not ok or clerk is None:
                 recent.append(now)
                 raise HTTPException(401, "用户名或密码错误 / wrong username or password")
-            if _hasher.check_needs_rehash(clerk.password_hash):
-                with s.begin():
-                    clerk.password_hash = _hasher.hash(password)
+            if _hasher.check_needs_rehash(clerk.password_hash):  # stronger parameters since it was set
+                clerk.password_hash = _hasher.hash(password)
+                s.commit()
             self._failures.pop(key, None)
             csrf = secrets.token_urlsafe(24)
             token = self.signer.dumps({"cid": clerk.id, "csrf": csrf, "fp": clerk.password_hash[-16:]})
@@ -111,7 +111,7 @@ class Auth:
         clerk, csrf = found
         if request.method not in SAFE_METHODS:
             sent = request.headers.get("x-csrf-token", "")
-            if not secrets.compare_digest(sent, csrf):
+            if not secrets.compare_digest(sent.encode("utf-8", "replace"), csrf.encode("utf-8")):
                 raise HTTPException(403, "CSRF 校验失败，请刷新页面后重试 / CSRF token missing or wrong")
         return Actor.of(clerk), csrf
 

@@ -38,6 +38,9 @@ class GatewaySettings(BaseSettings):
     )
     timezone: str = Field(default="Asia/Shanghai")
     sla_minutes: int = Field(default=10, ge=1, description="Waiting time after which a ticket shows as overdue.")
+    api_token: str = Field(
+        default="", description="Bearer token for the JSON chat channel (/api/chat…) used by other systems; "
+        "empty = only callers on this machine (loopback) may use it.")
     widget_origins: str = Field(
         default="*", description="Sites allowed to embed the widget (socket.io CORS), comma-separated; * = any.")
     redis_url: Optional[str] = Field(default=None, description="Redis for live pushes across gateway replicas.")

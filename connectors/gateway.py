@@ -9,11 +9,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -58,11 +59,12 @@ class ChatRequest(BaseModel):
 class RatingRequest(BaseModel):
     user_id: str = Field(min_length=1, max_length=128)
     score: int = Field(ge=1, le=5, description="5 非常满意 … 1 非常不满意")
-    message_id: Optional[int] = None
+    message_id: Optional[int] = Field(default=None, ge=1, le=2**31 - 1)
 
 
 class BodyLimit:
-    """Refuse request bodies over the limit with 413 before anything reads them (also without Content-Length)."""
+    """Refuse request bodies over the limit with 413 before the app sees them. A body without Content-Length
+    (chunked) is read up to the limit first, then replayed to the app."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -75,20 +77,31 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._too_large(send)
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        if declared is not None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._too_large(send)
+            if message["type"] != "http.request":
+                break  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._too_large(send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+        await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
         detail = f"请求内容过大（上限 {self.limit} 字节）/ request body too large"
@@ -96,10 +109,6 @@ class BodyLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json; charset=utf-8")]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 @dataclass
@@ -194,7 +203,18 @@ def build_gateway(settings: Optional[GatewaySettings] = None, kb: Optional[Knowl
                            for h in result.hits],
         }
 
-    @app.post("/api/chat", tags=["channels"])
+    def integrator(request: Request) -> None:
+        """The JSON channel speaks for any user_id it names, so it is for trusted systems only."""
+        if settings.api_token:
+            sent = request.headers.get("authorization", "")
+            if not secrets.compare_digest(sent.encode("utf-8", "replace"), f"Bearer {settings.api_token}".encode()):
+                raise HTTPException(401, "需要有效的 API 令牌 / a valid bearer token is required")
+        elif not request.client or request.client.host not in ("127.0.0.1", "::1", "localhost", "testclient"):
+            raise HTTPException(403, "未配置 GOVBOT_API_TOKEN 时仅限本机调用 / loopback only without GOVBOT_API_TOKEN")
+
+    trusted = [Depends(integrator)]
+
+    @app.post("/api/chat", tags=["channels"], dependencies=trusted)
     async def chat(req: ChatRequest) -> dict[str, Any]:
         """A plain JSON channel ("api"): one citizen message in, the replies out. Pushes (clerk replies) come
         with the next message or from GET /api/chat/history."""
@@ -205,12 +225,12 @@ def build_gateway(settings: Optional[GatewaySettings] = None, kb: Optional[Knowl
             raise HTTPException(422, str(exc)) from exc
         return {"messages": [m.as_dict() for m in replies], "status": await hub.status("api", req.user_id)}
 
-    @app.get("/api/chat/history", tags=["channels"])
+    @app.get("/api/chat/history", tags=["channels"], dependencies=trusted)
     async def chat_history(user_id: str, limit: int = 50) -> dict[str, Any]:
         return {"messages": [m.as_dict() for m in await hub.history("api", user_id, min(max(limit, 1), 500))],
                 "status": await hub.status("api", user_id)}
 
-    @app.post("/api/chat/rating", tags=["channels"])
+    @app.post("/api/chat/rating", tags=["channels"], dependencies=trusted)
     async def chat_rating(req: RatingRequest) -> dict[str, Any]:
         try:
             await hub.rate("api", req.user_id, req.score, req.message_id)

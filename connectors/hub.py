@@ -10,7 +10,9 @@ them; what a channel could not deliver goes out with the citizen's next message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 import anyio
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +38,14 @@ ACTIVE_TICKET = ("pending", "open", "snoozed")
 WITH_CLERK = ("pending", "open", "snoozed")
 BUSY_TEXT = "系统繁忙，智能助手暂时无法回答。您的问题已记录并转给人工客服，工作人员会尽快在这里回复您。"
 BOT_GOOD, BOT_BAD = 4, 2  # the bot's 好评/差评 words on the five-level 好差评 scale
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(text: str) -> str:
+    """Control characters out (PostgreSQL refuses NUL in text; none of them is meant), whitespace trimmed."""
+    return _CONTROL.sub("", text or "").strip()
 
 
 @dataclass(frozen=True)
@@ -157,7 +167,7 @@ class Hub:
 
     # -- inbound -------------------------------------------------------------------------------------------------------
     def check_text(self, text: str) -> str:
-        text = (text or "").strip()
+        text = clean_text(text)
         if not text:
             raise ValueError("消息不能为空 / message must not be empty")
         if len(text) > self.max_text_chars:
@@ -170,22 +180,20 @@ class Hub:
         async with self._lock(msg.channel, msg.user_id):
             started = time.perf_counter()
 
-            def store_inbound(s: Session) -> Optional[tuple[int, str, str, int, list[Outbound], Optional[int]]]:
+            def store_inbound(s: Session) -> Optional[tuple[int, str, str, bool, int, list[Outbound],
+                                                            Optional[int]]]:
                 conv = self._conversation(s, msg.channel, msg.user_id, region)
                 if msg.external_id and s.scalar(select(Message.id).where(
                         Message.conversation_id == conv.id, Message.external_id == msg.external_id)):
                     return None  # a channel retry of a message already taken in
-                if conv.state == "resolved":
+                resume = conv.state == "resolved"
+                if resume:
                     conv.state = "bot"  # the case was closed: the next message goes to the bot again
                 routed = "desk" if conv.state in WITH_CLERK else "bot"
                 m = self._store(s, conv, "inbound", "citizen", text,
                                 {"routed": routed, **({"metadata": msg.metadata} if msg.metadata else {})},
                                 external_id=msg.external_id)
-                pending = s.scalars(select(Message).where(Message.conversation_id == conv.id,
-                                                          Message.direction == "outbound",
-                                                          Message.delivered.is_(False)).order_by(Message.id)).all()
-                for p in pending:
-                    p.delivered = True
+                pending = self._claim_undelivered(s, Message.conversation_id == conv.id)
                 ticket = self._active_ticket(s, conv.id)
                 if ticket is not None and ticket.status == "snoozed":
                     ticket.status, ticket.snoozed_until = "open", None  # the citizen answered: back in the queue
@@ -193,7 +201,7 @@ class Hub:
                 self._publish_message(m, ticket.id if ticket else None)
                 if ticket is not None:
                     self.publish_ticket(self.ticket_view(s, ticket))
-                return (conv.id, conv.sender, conv.state, m.id, [outbound_of(p) for p in pending],
+                return (conv.id, conv.sender, conv.state, resume, m.id, [outbound_of(p) for p in pending],
                         ticket.id if ticket else None)
 
             try:
@@ -202,9 +210,12 @@ class Hub:
                 stored = None  # the same external id stored concurrently by another process
             if stored is None:
                 return []
-            conv_id, sender, state, inbound_id, pending, ticket_id = stored
+            conv_id, sender, state, resume, inbound_id, pending, ticket_id = stored
             if state in WITH_CLERK:
                 return pending + await self._desk_ack(conv_id, state)
+            if resume:  # resolved without a hand-back: Rasa still holds the conversation paused
+                with contextlib.suppress(BotUnavailable):  # if Rasa is down, the turn below says so
+                    await self.rasa.hand_back(sender)
             replies = await self._ask_bot(conv_id, sender, msg, text, inbound_id)
             self.metrics.latency.labels(msg.channel).observe(time.perf_counter() - started)
             return pending + replies
@@ -316,7 +327,10 @@ class Hub:
                 self._publish_message(s.get(Message, out[0].id), ticket.id)  # type: ignore[arg-type]
             return ticket.id, out
 
-        ticket_id, out = await self.tx(open_)
+        try:
+            ticket_id, out = await self.tx(open_)
+        except IntegrityError:  # another process opened this conversation's ticket a moment ago: use that one
+            ticket_id, out = await self.tx(open_)
         return out + [await self.system_message(conv_id, ticket_id, deliver=False)]
 
     def queue_position(self, s: Session, ticket: Ticket) -> Optional[int]:
@@ -379,22 +393,34 @@ class Hub:
         return out
 
     # -- outbound pushes -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _claim_undelivered(s: Session, where: Any) -> list[Message]:
+        """Mark undelivered outbound messages delivered and return them — atomically, so a push and the citizen's
+        next message (or two processes) never both send the same one."""
+        ids = s.scalars(update(Message).where(where, Message.direction == "outbound", Message.delivered.is_(False))
+                        .values(delivered=True).returning(Message.id)).all()
+        if not ids:
+            return []
+        return list(s.scalars(select(Message).where(Message.id.in_(ids)).order_by(Message.id)))
+
     async def push(self, ref: ConversationRef, messages: list[Outbound]) -> bool:
         """Deliver stored, undelivered messages through the citizen's channel; they stay pending on failure."""
+        ids = [m.id for m in messages]
+        claimed = {m.id for m in await self.tx(lambda s: self._claim_undelivered(s, Message.id.in_(ids)))}
+        todo = [m for m in messages if m.id in claimed]
+        if not todo:
+            return True  # already handed out with the citizen's own message meanwhile
         deliver = self.channels.get(ref.channel)
         ok = False
         if deliver is not None:
             try:
-                ok = bool(await deliver(ref, messages))
+                ok = bool(await deliver(ref, todo))
             except Exception:  # noqa: BLE001 — a channel failing must not lose the reply: it stays pending
                 log.exception("channel %s failed to deliver to conversation %s", ref.channel, ref.id)
-        if ok:
-            ids = [m.id for m in messages]
-
-            def mark(s: Session) -> None:
-                for m in s.scalars(select(Message).where(Message.id.in_(ids))):
-                    m.delivered = True
-            await self.tx(mark)
+        if not ok:
+            def unclaim(s: Session) -> None:
+                s.execute(update(Message).where(Message.id.in_([m.id for m in todo])).values(delivered=False))
+            await self.tx(unclaim)
         return ok
 
     # -- what channels ask -------------------------------------------------------------------------------------------------
@@ -431,6 +457,8 @@ class Hub:
             if conv is None:
                 raise ValueError("会话不存在 / no such conversation")
             if message_id is not None:
+                if not 1 <= message_id < 2**31:
+                    raise ValueError("被评价的消息不存在 / no such message")
                 owner = s.scalar(select(Message.conversation_id).where(Message.id == message_id))
                 if owner != conv.id:
                     raise ValueError("被评价的消息不在此会话中 / message not in this conversation")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import anyio
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from retrieval import KnowledgeService
@@ -122,6 +122,7 @@ class KnowledgeAdmin:
                 tag = secrets.token_hex(3)
                 rows = [{"id": f"desk-{c.id}-{tag}-{i + 1}", "service": c.service, "question": q, "answer": c.answer}
                         for i, q in enumerate(c.questions)]
+                written = (list(c.questions), c.answer, c.service)
             path = self.faq_path
             before = path.read_bytes() if path.exists() else None
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,21 +132,29 @@ class KnowledgeAdmin:
             try:
                 index, _ = await anyio.to_thread.run_sync(lambda: build_corpus_index(self.kb.settings,
                                                                                      embedder=self.kb.embedder))
+                with self.factory() as s, s.begin():
+                    # Still the draft we wrote out? (it may have been edited or rejected during the build)
+                    done: CursorResult[Any] = s.execute(update(KnowledgeCandidate)  # type: ignore[assignment]
+                                     .where(KnowledgeCandidate.id == cid, KnowledgeCandidate.status == "draft")
+                                     .values(status="approved", reviewed_by=actor.id, reviewed_at=utcnow(),
+                                             faq_id=rows[0]["id"]))
+                    now = s.get(KnowledgeCandidate, cid)
+                    if done.rowcount != 1 or now is None or written != (list(now.questions), now.answer, now.service):
+                        raise DeskError(409, "审核期间该候选已被修改或驳回，请刷新后重试 / changed meanwhile")
+                    audit(s, actor.username, "candidate_approve", f"candidate:{cid}",
+                          {"faq_ids": [r["id"] for r in rows], "index": index.name})
             except CorpusError as exc:
                 self._restore(path, before)
                 problems = "；".join(f"{p.field}: {p.message}" for p in exc.problems[:3])
                 raise DeskError(422, f"知识库校验未通过：{problems}") from exc
-            except Exception:
+            except BaseException:
                 self._restore(path, before)
+                await anyio.to_thread.run_sync(lambda: build_corpus_index(self.kb.settings,
+                                                                          embedder=self.kb.embedder))
                 raise
             reloaded = await anyio.to_thread.run_sync(self.kb.reload)
-            with self.factory() as s, s.begin():
-                c = self._get(s, cid)
-                c.status, c.reviewed_by, c.reviewed_at = "approved", actor.id, utcnow()
-                c.faq_id = rows[0]["id"]
-                audit(s, actor.username, "candidate_approve", f"candidate:{cid}",
-                      {"faq_ids": [r["id"] for r in rows], "index": index.name})
-                view = candidate_view(c)
+            with self.factory() as s:
+                view = candidate_view(self._get(s, cid))
             return {**view, "index": index.name, "reloaded": reloaded}
 
     @staticmethod

@@ -55,12 +55,25 @@ class KV:
             return row.value
 
     def set(self, key: str, value: Any, ttl_s: Optional[float] = None) -> None:
+        """Insert or replace (an upsert: two processes setting a missing key at once both succeed)."""
+        for attempt in range(3):
+            try:
+                with self.factory() as session, session.begin():
+                    row = session.get(Row, key)
+                    if row is None:
+                        session.add(Row(key=key, value=value, expires_at=_expiry(ttl_s)))
+                    else:
+                        row.value, row.expires_at = value, _expiry(ttl_s)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+    def take(self, key: str) -> Any:
+        """Read and delete in one step (None if absent or expired): only one caller gets the value."""
         with self.factory() as session, session.begin():
-            row = session.get(Row, key)
-            if row is None:
-                session.add(Row(key=key, value=value, expires_at=_expiry(ttl_s)))
-            else:
-                row.value, row.expires_at = value, _expiry(ttl_s)
+            value = session.scalar(delete(Row).where(Row.key == key).returning(Row.value))
+            return value
 
     def delete(self, key: str) -> None:
         with self.factory() as session, session.begin():

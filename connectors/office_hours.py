@@ -30,10 +30,15 @@ class OfficeHours:
                 days, _, ranges = part.partition(" ")
                 first, _, last = days.lower().partition("-")
                 a, b = DAYS.index(first), DAYS.index(last or first)
+                if a > b:
+                    raise ValueError(f"{days}: the first day comes after the last")
                 for day in range(a, b + 1):
                     for rng in ranges.split(","):
                         start, _, end = rng.partition("-")
-                        spans.setdefault(day, []).append((_parse_time(start), _parse_time(end)))
+                        begin, finish = _parse_time(start), _parse_time(end)
+                        if begin >= finish:
+                            raise ValueError(f"{rng}: the start is not before the end")
+                        spans.setdefault(day, []).append((begin, finish))
         except (ValueError, IndexError) as exc:
             raise ValueError(f"GOVBOT_OFFICE_HOURS“{spec}”无法解析 (expected e.g. 'mon-fri 09:00-17:00'): {exc}") from exc
         return cls({d: tuple(sorted(r)) for d, r in spans.items()}, ZoneInfo(tz))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from typing import Any
 
 # 18-digit ID (last may be X) or the old 15-digit one; bank cards 16-19 digits (spaces/dashes in groups of 4 allowed);
@@ -35,6 +36,8 @@ def mask(text: str) -> str:
     """Mask every 身份证号, bank-card and phone number in `text`."""
     if not text:
         return text
+    if any("\uff10" <= c <= "\uff19" for c in text):  # full-width digits (１３８…) count as digits too
+        text = unicodedata.normalize("NFKC", text)
     text = _ID.sub(_mask_id, text)
     text = _CARD.sub(_mask_card, text)
     return _PHONE.sub(lambda m: m.group(1) + "****" + m.group(3), text)
@@ -58,7 +61,22 @@ class MaskingFilter(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = mask(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(mask(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(self._arg(a) for a in record.args)
         elif isinstance(record.args, dict):
-            record.args = {k: mask(v) if isinstance(v, str) else v for k, v in record.args.items()}
+            record.args = {k: self._arg(v) for k, v in record.args.items()}
+        if record.exc_info and not record.exc_text:  # tracebacks quote values (e.g. SQL parameters)
+            record.exc_text = mask(_FORMATTER.formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = mask(record.exc_text)
         return True
+
+    @staticmethod
+    def _arg(value: Any) -> Any:
+        if isinstance(value, str):
+            return mask(value)
+        if isinstance(value, BaseException):
+            return mask(str(value))
+        return value
+
+
+_FORMATTER = logging.Formatter()

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Optional
 
-from sqlalchemy import select
+import anyio
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from .hub import ACTIVE_TICKET, ConversationRef, Hub, Outbound, message_view, outbound_of
+from .hub import ACTIVE_TICKET, ConversationRef, Hub, Outbound, clean_text, message_view, outbound_of
 from .kv import as_utc
 from .pii import mask, mask_any
 from .rasa_client import BotUnavailable
@@ -108,7 +109,8 @@ class Desk:
                              and not m.text.startswith("/")), None)
             return self.hub.ticket_view(s, t), [message_view(m) for m in rows], t, question
         view, messages, ticket, question = await self.hub.tx(read)
-        draft = self.drafter(ticket, question) if self.drafter is not None else ""
+        # The draft runs the retrieval model: in a worker thread, not on the event loop.
+        draft = await anyio.to_thread.run_sync(self.drafter, ticket, question) if self.drafter is not None else ""
         return {"ticket": view, "messages": messages, "draft": draft, "canned": CANNED_REPLIES,
                 "question": question}
 
@@ -117,6 +119,10 @@ class Desk:
                    detail: Optional[dict[str, Any]] = None) -> tuple[dict[str, Any], Any, ConversationRef]:
         """Apply one clerk action in a transaction, audit it, publish the ticket's new state."""
         def run(s: Session) -> tuple[dict[str, Any], Any, ConversationRef]:
+            # Write first: the row lock (PostgreSQL) or write lock (SQLite) is taken before anything is read, so
+            # two clerks acting on one ticket at once are serialised and the second sees the first's result
+            # (e.g. 409 on a double claim) instead of both succeeding.
+            s.execute(update(Ticket).where(Ticket.id == ticket_id).values(updated_at=utcnow()))
             t = self._ticket(s, actor, ticket_id)
             result = change(s, t)
             t.updated_at = utcnow()
@@ -283,7 +289,7 @@ class Desk:
 
     @staticmethod
     def _text(text: str) -> str:
-        text = (text or "").strip()
+        text = clean_text(text)
         if not text:
             raise DeskError(422, "内容不能为空 / text must not be empty")
         if len(text) > 4000:

@@ -93,3 +93,27 @@ def test_bot_down_citizen_is_told_ticket_opened_nothing_lost(tmp_path: Path, ras
         # the clerk's answer reaches the citizen even though the bot is down
         clerk.post(f"/api/desk/tickets/{tickets[0]['id']}/reply", json={"text": "港澳通行证可在出入境窗口办理。"})
         assert "港澳通行证可在出入境窗口办理。" in texts(gw, "c2")
+
+
+def test_json_channel_speaks_for_users_only_with_the_api_token(tmp_path: Path, kb_copy: KnowledgeCopy) -> None:
+    """/api/chat names any user_id, so it is for trusted systems: a bearer token, or loopback when none is set."""
+    from fastapi.testclient import TestClient
+
+    from connectors.config import GatewaySettings
+    from connectors.gateway import build_gateway
+    from retrieval import KnowledgeService, Settings
+
+    settings = GatewaySettings(database_url=sqlite_url(tmp_path), rasa_url="http://127.0.0.1:9", rasa_token="x",
+                               secret_key="test", api_token="s3cret-token")
+    gw = build_gateway(settings, KnowledgeService(Settings(corpus_dir=kb_copy.corpus_dir, index_dir=kb_copy.index_dir)))
+    body = {"user_id": "partner-1", "text": "护照多少钱"}
+    with TestClient(gw.asgi) as c:
+        assert c.post("/api/chat", json=body).status_code == 401
+        assert c.get("/api/chat/history", params={"user_id": "partner-1"}).status_code == 401
+        assert c.post("/api/chat", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = c.post("/api/chat", json=body, headers={"Authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 200 and ok.json()["messages"], ok.text  # (Rasa is down here: 系统繁忙 + ticket)
+    settings.api_token = ""
+    with TestClient(build_gateway(settings, gw.kb).asgi, client=("203.0.113.7", 50000)) as c:
+        refused = c.post("/api/chat", json=body)
+        assert refused.status_code == 403 and "GOVBOT_API_TOKEN" in refused.json()["detail"]

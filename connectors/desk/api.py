@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Optional
+import time
+from typing import Annotated, Any, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect
+import anyio
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,6 +65,13 @@ class ClerkUpdate(BaseModel):
     password: Optional[str] = Field(default=None, min_length=8, max_length=128)
 
 
+# Database ids: bounded, so an absurd number is a 422 rather than an overflow inside the database driver.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+SESSION_RECHECK_S = 30.0
+
+
 def _desk_error(exc: DeskError) -> HTTPException:
     return HTTPException(exc.status, exc.detail)
 
@@ -111,46 +120,46 @@ def desk_router(factory: sessionmaker[Session], auth: Auth, desk: Desk, admin: K
         return {"tickets": await desk.queue(actor, statuses, mine, department)}
 
     @router.get("/api/desk/tickets/{ticket_id}", tags=["desk"])
-    async def ticket(ticket_id: int, actor: Actor = clerk) -> dict[str, Any]:
+    async def ticket(ticket_id: RowId, actor: Actor = clerk) -> dict[str, Any]:
         detail: dict[str, Any] = await run(desk.detail(actor, ticket_id))
         return detail
 
     @router.post("/api/desk/tickets/{ticket_id}/claim", tags=["desk"])
-    async def claim(ticket_id: int, actor: Actor = clerk) -> dict[str, Any]:
+    async def claim(ticket_id: RowId, actor: Actor = clerk) -> dict[str, Any]:
         return {"ticket": await run(desk.claim(actor, ticket_id))}
 
     @router.post("/api/desk/tickets/{ticket_id}/reply", tags=["desk"])
-    async def reply(ticket_id: int, body: Text, actor: Actor = clerk) -> dict[str, Any]:
+    async def reply(ticket_id: RowId, body: Text, actor: Actor = clerk) -> dict[str, Any]:
         result: dict[str, Any] = await run(desk.reply(actor, ticket_id, body.text))
         return result
 
     @router.post("/api/desk/tickets/{ticket_id}/note", tags=["desk"])
-    async def note(ticket_id: int, body: Text, actor: Actor = clerk) -> dict[str, Any]:
+    async def note(ticket_id: RowId, body: Text, actor: Actor = clerk) -> dict[str, Any]:
         result: dict[str, Any] = await run(desk.note(actor, ticket_id, body.text))
         return result
 
     @router.post("/api/desk/tickets/{ticket_id}/transfer", tags=["desk"])
-    async def transfer(ticket_id: int, body: Transfer, actor: Actor = clerk) -> dict[str, Any]:
+    async def transfer(ticket_id: RowId, body: Transfer, actor: Actor = clerk) -> dict[str, Any]:
         return {"ticket": await run(desk.transfer(actor, ticket_id, body.clerk_id, body.department))}
 
     @router.post("/api/desk/tickets/{ticket_id}/snooze", tags=["desk"])
-    async def snooze(ticket_id: int, body: Snooze, actor: Actor = clerk) -> dict[str, Any]:
+    async def snooze(ticket_id: RowId, body: Snooze, actor: Actor = clerk) -> dict[str, Any]:
         return {"ticket": await run(desk.snooze(actor, ticket_id, body.minutes))}
 
     @router.post("/api/desk/tickets/{ticket_id}/priority", tags=["desk"])
-    async def priority(ticket_id: int, body: Priority, actor: Actor = clerk) -> dict[str, Any]:
+    async def priority(ticket_id: RowId, body: Priority, actor: Actor = clerk) -> dict[str, Any]:
         return {"ticket": await run(desk.set_priority(actor, ticket_id, body.priority))}
 
     @router.post("/api/desk/tickets/{ticket_id}/resolve", tags=["desk"])
-    async def resolve(ticket_id: int, actor: Actor = clerk) -> dict[str, Any]:
+    async def resolve(ticket_id: RowId, actor: Actor = clerk) -> dict[str, Any]:
         return {"ticket": await run(desk.resolve(actor, ticket_id))}
 
     @router.post("/api/desk/tickets/{ticket_id}/hand-back", tags=["desk"])
-    async def hand_back(ticket_id: int, actor: Actor = clerk) -> dict[str, Any]:
+    async def hand_back(ticket_id: RowId, actor: Actor = clerk) -> dict[str, Any]:
         return {"ticket": await run(desk.hand_back(actor, ticket_id))}
 
     @router.post("/api/desk/tickets/{ticket_id}/knowledge", tags=["desk"])
-    async def knowledge(ticket_id: int, body: KnowledgeIn, actor: Actor = clerk) -> dict[str, Any]:
+    async def knowledge(ticket_id: RowId, body: KnowledgeIn, actor: Actor = clerk) -> dict[str, Any]:
         return {"candidate": await run(desk.save_knowledge(actor, ticket_id, body.questions, body.answer,
                                                            body.service))}
 
@@ -184,15 +193,27 @@ def desk_router(factory: sessionmaker[Session], auth: Auth, desk: Desk, admin: K
             async with bus.subscribe() as events:
                 await ws.send_json({"type": "hello", "clerk": actor.username})
                 closed = asyncio.create_task(_until_closed(ws))
-                while not closed.done():
-                    getter = asyncio.create_task(events.get())
-                    done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter not in done:
-                        getter.cancel()
-                        break
-                    event = getter.result()
-                    if _visible(desk, factory, actor, event):
-                        await ws.send_json(event)
+                checked = time.monotonic()
+                getter = asyncio.create_task(events.get())
+                try:
+                    while not closed.done():
+                        done, _ = await asyncio.wait({getter, closed}, timeout=SESSION_RECHECK_S,
+                                                     return_when=asyncio.FIRST_COMPLETED)
+                        if time.monotonic() - checked >= SESSION_RECHECK_S:
+                            # a deactivated account, a changed password or an expired session ends the feed too
+                            checked = time.monotonic()
+                            if await anyio.to_thread.run_sync(auth.session, ws.cookies.get(COOKIE)) is None:
+                                await ws.close(code=4401, reason="session ended")
+                                break
+                        if getter not in done:
+                            continue
+                        event = getter.result()
+                        getter = asyncio.create_task(events.get())
+                        if await anyio.to_thread.run_sync(_visible, desk, factory, actor, event):
+                            await ws.send_json(event)
+                finally:
+                    getter.cancel()
+                    closed.cancel()
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
@@ -206,18 +227,18 @@ def desk_router(factory: sessionmaker[Session], auth: Auth, desk: Desk, admin: K
         return {"candidates": admin.candidates(status or None)}
 
     @router.put("/api/admin/candidates/{cid}", tags=["admin"])
-    def edit_candidate(cid: int, body: KnowledgeIn, actor: Actor = lead) -> dict[str, Any]:
+    def edit_candidate(cid: RowId, body: KnowledgeIn, actor: Actor = lead) -> dict[str, Any]:
         try:
             return {"candidate": admin.edit(actor, cid, body.questions, body.answer, body.service)}
         except DeskError as exc:
             raise _desk_error(exc) from exc
 
     @router.post("/api/admin/candidates/{cid}/approve", tags=["admin"])
-    async def approve(cid: int, actor: Actor = lead) -> dict[str, Any]:
+    async def approve(cid: RowId, actor: Actor = lead) -> dict[str, Any]:
         return {"candidate": await run(admin.approve(actor, cid))}
 
     @router.post("/api/admin/candidates/{cid}/reject", tags=["admin"])
-    def reject(cid: int, actor: Actor = lead) -> dict[str, Any]:
+    def reject(cid: RowId, actor: Actor = lead) -> dict[str, Any]:
         try:
             return {"candidate": admin.reject(actor, cid)}
         except DeskError as exc:
@@ -246,14 +267,14 @@ def desk_router(factory: sessionmaker[Session], auth: Auth, desk: Desk, admin: K
         return {"clerk": view}
 
     @router.put("/api/admin/clerks/{clerk_id}", tags=["admin"])
-    def update_clerk(clerk_id: int, body: ClerkUpdate, actor: Actor = lead) -> dict[str, Any]:
+    def update_clerk(clerk_id: RowId, body: ClerkUpdate, actor: Actor = lead) -> dict[str, Any]:
         with factory() as s, s.begin():
             c = s.get(Clerk, clerk_id)
             if c is None:
                 raise HTTPException(404, f"工作人员 {clerk_id} 不存在 / no such clerk")
             if c.id == actor.id and (body.active is False or body.role == "clerk"):
                 raise HTTPException(409, "不能停用自己或取消自己的管理员权限 / cannot demote or disable yourself")
-            changed = body.model_dump(exclude_unset=True)
+            changed = body.model_dump(exclude_unset=True, exclude_none=True)
             if body.password is not None:
                 c.password_hash = hash_password(body.password)
             for key in ("role", "department", "display_name", "active"):

@@ -40,7 +40,8 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
         from pathlib import Path
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url, pool_pre_ping=True)
+    # hide_parameters: error messages must not quote citizens' text (PII) into logs.
+    engine = make_engine(url, pool_pre_ping=True, hide_parameters=True)
     upgrade(engine)
     return engine, session_factory(engine)
 

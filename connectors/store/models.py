@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -126,9 +127,17 @@ class Clerk(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+ACTIVE = "status IN ('pending', 'open', 'snoozed')"
+
+
 class Ticket(Base):
     __tablename__ = "tickets"
-    __table_args__ = (CheckConstraint(_in("status", TICKET_STATES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_in("status", TICKET_STATES), name="status"),
+        # At most one active ticket per conversation, even with several gateway processes opening at once.
+        Index("uq_tickets_active_conversation", "conversation_id", unique=True,
+              sqlite_where=text(ACTIVE), postgresql_where=text(ACTIVE)),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)

@@ -303,11 +303,7 @@ class WeChatChannel:
         await self.kv.set(key, [*(kept if isinstance(kept, list) else []), *parts], LATE_TTL_S)
 
     async def _take_late(self, openid: str) -> list[str]:
-        key = self.kv.key("late", openid)
-        kept = await self.kv.get(key)
-        if not kept:
-            return []
-        await self.kv.delete(key)
+        kept = await self.kv.take(self.kv.key("late", openid))  # atomic: two turns cannot both send them
         return [str(p) for p in kept] if isinstance(kept, list) else []
 
     async def deliver(self, conv: ConversationRef, messages: list[Outbound]) -> bool:

@@ -15,6 +15,7 @@ class KVLike(Protocol):
     def get(self, key: str) -> Any | None: ...
     def set(self, key: str, value: Any, ttl_s: float | None) -> None: ...
     def delete(self, key: str) -> None: ...
+    def take(self, key: str) -> Any | None: ...
 
 
 class AsyncKV:
@@ -38,3 +39,6 @@ class AsyncKV:
 
     async def delete(self, key: str) -> None:
         await anyio.to_thread.run_sync(self.kv.delete, key)
+
+    async def take(self, key: str) -> Any | None:
+        return await anyio.to_thread.run_sync(self.kv.take, key)

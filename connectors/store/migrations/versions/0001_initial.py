@@ -116,6 +116,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_tickets_conversation_id"), "tickets", ["conversation_id"])
     op.create_index(op.f("ix_tickets_status"), "tickets", ["status"])
+    active = sa.text("status IN ('pending', 'open', 'snoozed')")
+    op.create_index("uq_tickets_active_conversation", "tickets", ["conversation_id"], unique=True,
+                    sqlite_where=active, postgresql_where=active)
 
     op.create_table(
         "ratings",
@@ -190,6 +193,7 @@ def downgrade() -> None:
     op.drop_table("knowledge_candidates")
     op.drop_index(op.f("ix_ratings_conversation_id"), table_name="ratings")
     op.drop_table("ratings")
+    op.drop_index("uq_tickets_active_conversation", table_name="tickets")
     op.drop_index(op.f("ix_tickets_status"), table_name="tickets")
     op.drop_index(op.f("ix_tickets_conversation_id"), table_name="tickets")
     op.drop_table("tickets")
