@@ -306,3 +306,31 @@ def test_admin_manages_clerks_and_sees_statistics(gateway: GatewayProcess) -> No
     assert 0 < stats["handoff_rate"] <= 1 and 0 <= stats["answered_share"] <= 1
     actions = {e["action"] for e in lead.get("/api/admin/audit").json()["entries"]}
     assert {"login", "clerk_create", "clerk_update"} <= actions
+
+
+def test_resolved_without_hand_back_the_next_message_goes_to_the_bot(gateway: GatewayProcess) -> None:
+    wang = gateway.login("wang")
+    u = user()
+    ticket = hand_off(gateway, u)
+    wang.post(f"/api/desk/tickets/{ticket}/reply", json={"text": "已为您登记。"})
+    assert wang.post(f"/api/desk/tickets/{ticket}/resolve").status_code == 200
+    body = chat(gateway, u, "护照多少钱")
+    assert body["status"]["state"] == "bot" and body["status"]["ticket_id"] is None, body["status"]
+    assert body["messages"][-1]["sender_kind"] == "bot" and "系统繁忙" not in json.dumps(body, ensure_ascii=False)
+
+
+def test_two_clerks_claiming_at_once_one_wins(gateway: GatewayProcess) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    wang, zhou = gateway.login("wang"), gateway.login("zhou")
+    for _ in range(3):
+        ticket = hand_off(gateway, user())
+        with ThreadPoolExecutor(2) as pool:
+            url = f"/api/desk/tickets/{ticket}/claim"
+            codes = sorted(pool.map(lambda c, url=url: c.post(url).status_code, (wang, zhou)))
+        assert codes == [200, 409], codes
+        status = wang.get(f"/api/desk/tickets/{ticket}").json()
+        joined = [m for m in status["messages"] if m["sender_kind"] == "system" and "已接入" in (m["text"] or "")]
+        assert len(joined) == 1, "the citizen is told once who took over"
+        holder = wang if status["ticket"]["assignee"]["username"] == "wang" else zhou
+        assert holder.post(f"/api/desk/tickets/{ticket}/resolve").status_code == 200
