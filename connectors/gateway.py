@@ -133,7 +133,7 @@ def build_gateway(settings: Optional[GatewaySettings] = None, kb: Optional[Knowl
     kb = kb or KnowledgeService()
     engine, factory = open_database(settings.database_url)
     metrics = Metrics()
-    bus = EventBus()
+    bus = EventBus(redis_url=settings.redis_url, scope=settings.database_url)
     kv = KV(factory)
     admin = KnowledgeAdmin(factory, kb)
     token = settings.rasa_token
@@ -160,10 +160,12 @@ def build_gateway(settings: Optional[GatewaySettings] = None, kb: Optional[Knowl
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         housekeeping = asyncio.create_task(_housekeeping(kv))
+        relay = asyncio.create_task(bus.relay())
         try:
             yield
         finally:
             housekeeping.cancel()
+            relay.cancel()
             await rasa.close()
             if wechat_channel is not None:
                 await wechat_channel.aclose()

@@ -117,3 +117,46 @@ def test_json_channel_speaks_for_users_only_with_the_api_token(tmp_path: Path, k
     with TestClient(build_gateway(settings, gw.kb).asgi, client=("203.0.113.7", 50000)) as c:
         refused = c.post("/api/chat", json=body)
         assert refused.status_code == 403 and "GOVBOT_API_TOKEN" in refused.json()["detail"]
+
+
+def test_desk_sees_tickets_opened_on_another_replica_through_redis(tmp_path: Path, bot_stack: Stack,
+                                                                   kb_copy: KnowledgeCopy) -> None:
+    """Two gateway processes sharing one store and Redis (DESIGN §5): a clerk's live queue on replica b shows a
+    ticket the bot opened on replica a, and a message the citizen sends there."""
+    import asyncio
+    import json
+
+    import websockets
+
+    from bot.runner import free_port
+    from tests.gateway_fixtures import GatewayProcess, gateway_env
+
+    database = sqlite_url(tmp_path)
+    replicas: list[GatewayProcess] = []
+    try:
+        for name in ("a", "b"):  # one after the other: the first creates the database
+            (tmp_path / name).mkdir()
+            env = gateway_env(database, bot_stack, kb_copy, GOVBOT_REDIS_URL="redis://127.0.0.1:6379/0")
+            replicas.append(GatewayProcess(free_port(), env, tmp_path / name / "gateway.log").start())
+        a, b = replicas
+        b.create_clerk("wang")
+        clerk = b.login("wang")
+        cookie = "; ".join(f"{k}={v}" for k, v in clerk.cookies.items())
+
+        async def scenario() -> None:
+            async with websockets.connect(f"ws://127.0.0.1:{b.port}/desk/ws",
+                                          additional_headers={"Cookie": cookie}) as ws:
+                assert json.loads(await ws.recv())["type"] == "hello"
+                await asyncio.sleep(0.5)  # the relay subscribes right after start-up
+                body = await asyncio.to_thread(chat, a, "r1", "我要人工")
+                ticket = body["status"]["ticket_id"]
+                await asyncio.to_thread(chat, a, "r1", "请快一点")
+                seen_ticket = seen_message = False
+                while not (seen_ticket and seen_message):
+                    event = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                    seen_ticket |= event["type"] == "ticket" and event["ticket"]["id"] == ticket
+                    seen_message |= event["type"] == "message" and event["message"]["text"] == "请快一点"
+        asyncio.run(scenario())
+    finally:
+        for gw in replicas:
+            gw.stop()
