@@ -76,3 +76,26 @@ def test_eval_faq_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     out = run("eval", "faq", "--kb", str(kb), "--questions", str(bad))
     assert out.returncode == 2
     assert f"{bad}:2" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_admin_create_user_makes_an_account_that_can_log_in(tmp_path: Path) -> None:
+    from connectors.auth import Auth
+    from connectors.store import open_database
+
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    env = {"GOVBOT_DATABASE_URL": url, "NEW_PASSWORD": "first-admin-2026"}
+    made = run("admin", "create-user", "lead", "--role", "admin", "--name", "组长", "--password-env", "NEW_PASSWORD",
+               env=env)
+    assert made.returncode == 0 and "lead" in made.stdout, made.stderr
+    again = run("admin", "create-user", "lead", "--password-env", "NEW_PASSWORD", env=env)
+    assert again.returncode != 0 and "已存在" in again.stderr
+    weak = run("admin", "create-user", "x", "--password-env", "WEAK", env={**env, "WEAK": "short"})
+    assert weak.returncode != 0 and "至少 8 位" in weak.stderr
+    engine, factory = open_database(url)
+    try:
+        from fastapi import Response
+
+        view = Auth(factory, "k").login("lead", "first-admin-2026", Response())
+        assert view["clerk"]["role"] == "admin" and view["clerk"]["display_name"] == "组长"
+    finally:
+        engine.dispose()
