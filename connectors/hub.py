@@ -116,8 +116,12 @@ class Hub:
     async def tx(self, fn: Callable[[Session], Any]) -> Any:
         """Run `fn(session)` in a worker thread, as one transaction."""
         def run() -> Any:
-            with self.factory() as session, session.begin():
-                return fn(session)
+            with self.factory() as session:
+                with session.begin():
+                    result = fn(session)
+                for event in session.info.pop("events", []):
+                    self.bus.publish(event)
+            return result
         return await anyio.to_thread.run_sync(run)
 
     def register_channel(self, channel: str, deliver: Deliver) -> None:
@@ -158,12 +162,17 @@ class Hub:
         self.metrics.messages.labels(conv.channel, direction, sender_kind).inc()
         return msg
 
-    def _publish_message(self, m: Message, ticket_id: Optional[int]) -> None:
-        self.bus.publish({"type": "message", "conversation_id": m.conversation_id, "ticket_id": ticket_id,
+    @staticmethod
+    def _emit(s: Session, event: dict[str, Any]) -> None:
+        """Queue a live event; `tx` publishes it once the transaction committed (never a rolled-back state)."""
+        s.info.setdefault("events", []).append(event)
+
+    def _publish_message(self, s: Session, m: Message, ticket_id: Optional[int]) -> None:
+        self._emit(s, {"type": "message", "conversation_id": m.conversation_id, "ticket_id": ticket_id,
                           "message": message_view(m)})
 
-    def publish_ticket(self, view: dict[str, Any]) -> None:
-        self.bus.publish({"type": "ticket", "ticket": view})
+    def publish_ticket(self, s: Session, view: dict[str, Any]) -> None:
+        self._emit(s, {"type": "ticket", "ticket": view})
 
     # -- inbound -------------------------------------------------------------------------------------------------------
     def check_text(self, text: str) -> str:
@@ -198,9 +207,9 @@ class Hub:
                 if ticket is not None and ticket.status == "snoozed":
                     ticket.status, ticket.snoozed_until = "open", None  # the citizen answered: back in the queue
                     conv.state = "open"
-                self._publish_message(m, ticket.id if ticket else None)
+                self._publish_message(s, m, ticket.id if ticket else None)
                 if ticket is not None:
-                    self.publish_ticket(self.ticket_view(s, ticket))
+                    self.publish_ticket(s, self.ticket_view(s, ticket))
                 return (conv.id, conv.sender, conv.state, resume, m.id, [outbound_of(p) for p in pending],
                         ticket.id if ticket else None)
 
@@ -265,7 +274,7 @@ class Hub:
                 if bm.get("image"):
                     payload["image"] = bm["image"]
                 m = self._store(s, conv, "outbound", "bot", bm.get("text"), payload or None)
-                self._publish_message(m, None)
+                self._publish_message(s, m, None)
                 out.append(outbound_of(m))
             inbound = s.get(Message, inbound_id)
             if inbound is not None:
@@ -322,9 +331,9 @@ class Hub:
                 s.flush()
                 self.metrics.handoffs.labels(reason).inc()
                 log.info("ticket %s opened for conversation %s: %s", ticket.id, conv_id, reason)
-            self.publish_ticket(self.ticket_view(s, ticket))
+            self.publish_ticket(s, self.ticket_view(s, ticket))
             if out:
-                self._publish_message(s.get(Message, out[0].id), ticket.id)  # type: ignore[arg-type]
+                self._publish_message(s, s.get(Message, out[0].id), ticket.id)  # type: ignore[arg-type]
             return ticket.id, out
 
         try:
@@ -384,7 +393,7 @@ class Hub:
             status = self._status(s, conv)
             m = self._store(s, conv, "outbound", "system", text or self.status_text(status),
                             {"custom": {"status": status}}, delivered=not deliver)
-            self._publish_message(m, ticket_id)
+            self._publish_message(s, m, ticket_id)
             return outbound_of(m), ConversationRef(conv.id, conv.channel, conv.user_id)
 
         out, ref = await self.tx(store)

@@ -129,7 +129,7 @@ class Desk:
             audit(s, actor.username, action, f"ticket:{t.id}", detail)
             s.flush()
             view = self.hub.ticket_view(s, t)
-            self.hub.publish_ticket(view)
+            self.hub.publish_ticket(s, view)
             conv = t.conversation
             return view, result, ConversationRef(conv.id, conv.channel, conv.user_id)
         return await self.hub.tx(run)  # type: ignore[no-any-return]
@@ -172,7 +172,7 @@ class Desk:
                                 clerk_id=actor.id)
             s.flush()
             s.refresh(m)
-            self.hub._publish_message(m, t.id)
+            self.hub._publish_message(s, m, t.id)
             return outbound_of(m)
         view, out, ref = await self._act(actor, ticket_id, "reply", change, {"text": text})
         delivered = await self.hub.push(ref, [out])
@@ -184,7 +184,7 @@ class Desk:
         def change(s: Session, t: Ticket) -> dict[str, Any]:
             m = self.hub._store(s, t.conversation, "internal", "clerk", text, None, clerk_id=actor.id)
             s.refresh(m)
-            self.hub._publish_message(m, t.id)
+            self.hub._publish_message(s, m, t.id)
             return message_view(m)
         view, msg, _ = await self._act(actor, ticket_id, "note", change, {"text": text})
         return {"ticket": view, "message": msg}
