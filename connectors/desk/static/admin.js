@@ -59,15 +59,8 @@
   }
 
   // Guide id → name (GET /api/desk/services), for the statistics and the candidate service field.
-  let services = null;
   async function loadServices() {
-    if (services) return services;
-    try {
-      const r = await api('GET', '/api/desk/services');
-      services = Array.isArray(r.services) ? r.services : [];
-    } catch (e) {
-      services = [];
-    }
+    const services = await G.services();
     $('service-list').replaceChildren(...services.map((x) => el('option', { value: x.id, label: x.name })));
     return services;
   }

@@ -141,6 +141,19 @@
     box.append(t);
     setTimeout(() => t.remove(), kind === 'error' ? 9000 : 3500);
   };
+  // GET /api/desk/services (guide id, name, department), loaded once per page.
+  let services = null;
+  G.services = async function loadServices() {
+    if (services) return services;
+    try {
+      const r = await G.api('GET', '/api/desk/services');
+      services = Array.isArray(r.services) ? r.services : [];
+    } catch (e) {
+      services = [];
+    }
+    return services;
+  };
+
   G.showError = (e) => G.toast(e instanceof ApiError ? e.message : `出错了：${e && e.message ? e.message : e}`,
     'error');
 
@@ -801,22 +814,10 @@
       return any.length ? any[any.length - 1].text.trim() : (S.current.question || '');
     }
 
-    // GET /api/desk/services (guide id, name, department) for the 存为知识 service select; loaded once.
-    let services = null;
-    async function loadServices() {
-      if (services) return services;
-      try {
-        const r = await api('GET', '/api/desk/services');
-        services = Array.isArray(r.services) ? r.services : [];
-      } catch (e) {
-        services = [];
-      }
-      return services;
-    }
 
     async function openKnowledge() {
       if (!S.current) return;
-      const all = await loadServices();
+      const all = await G.services();
       const msgs = S.current.messages;
       const t = S.current.ticket;
       $('kn-questions').value = citizenQuestion(msgs);
