@@ -135,7 +135,7 @@ def build_gateway(settings: Optional[GatewaySettings] = None, kb: Optional[Knowl
     metrics = Metrics()
     bus = EventBus(redis_url=settings.redis_url, scope=settings.database_url)
     kv = KV(factory)
-    admin = KnowledgeAdmin(factory, kb)
+    admin = KnowledgeAdmin(factory, kb, kv)
     token = settings.rasa_token
     if token is None:
         from bot.runner import auth_token

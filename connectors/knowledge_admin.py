@@ -8,10 +8,12 @@ the index cannot be built, the file is restored and nothing changes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import statistics
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
@@ -24,12 +26,13 @@ from retrieval import KnowledgeService
 from retrieval.answers import render_card_text
 from retrieval.service import CorpusError, build_corpus_index
 
-from .kv import as_utc
+from .kv import KV, as_utc
 from .pii import mask_any
 from .store import AuditLog, Conversation, KnowledgeCandidate, Message, Rating, Ticket, utcnow
 from .tickets import Actor, DeskError, audit
 
 APPROVED_FILE = "desk-approved.jsonl"
+BUILD_KEY, BUILD_TTL_S = "knowledge:build", 900.0
 
 
 def candidate_view(c: KnowledgeCandidate) -> dict[str, Any]:
@@ -40,10 +43,23 @@ def candidate_view(c: KnowledgeCandidate) -> dict[str, Any]:
 
 
 class KnowledgeAdmin:
-    def __init__(self, factory: sessionmaker[Session], kb: KnowledgeService) -> None:
+    def __init__(self, factory: sessionmaker[Session], kb: KnowledgeService, kv: KV) -> None:
         self.factory = factory
         self.kb = kb
+        self.kv = kv
         self._build_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _building(self) -> AsyncIterator[None]:
+        """One knowledge-base change at a time: in this process (asyncio lock) and across gateway replicas (a KV
+        key; it expires on its own if a process dies mid-build)."""
+        async with self._build_lock:
+            if not await anyio.to_thread.run_sync(self.kv.add_once, BUILD_KEY, BUILD_TTL_S):
+                raise DeskError(409, "另一项知识库更新正在进行，请稍后再试 / another knowledge update is running")
+            try:
+                yield
+            finally:
+                await anyio.to_thread.run_sync(self.kv.delete, BUILD_KEY)
 
     @property
     def faq_path(self) -> Path:
@@ -113,7 +129,7 @@ class KnowledgeAdmin:
 
     async def approve(self, actor: Actor, cid: int) -> dict[str, Any]:
         """Add the candidate to the knowledge base and publish a new index; all or nothing."""
-        async with self._build_lock:
+        async with self._building():
             with self.factory() as s:
                 c = self._get(s, cid)
                 if c.status != "draft":
@@ -166,7 +182,7 @@ class KnowledgeAdmin:
 
     async def rebuild(self, actor: Actor) -> dict[str, Any]:
         """Validate the knowledge base, rebuild its index if it changed, and load it."""
-        async with self._build_lock:
+        async with self._building():
             try:
                 index, built = await anyio.to_thread.run_sync(lambda: build_corpus_index(self.kb.settings,
                                                                                          embedder=self.kb.embedder))

@@ -250,6 +250,9 @@ class Desk:
             t = self._ticket(s, actor, ticket_id)
             if t.assignee_id not in (None, actor.id) and not actor.is_admin and t.status != "resolved":
                 raise DeskError(409, "工单由其他工作人员处理 / held by another clerk")
+            newer = self.hub._active_ticket(s, t.conversation_id)
+            if newer is not None and newer.id != t.id:
+                raise DeskError(409, f"该对话已有新的工单 #{newer.id}，请在新工单中操作 / a newer ticket is active")
             return t.conversation_id, t.conversation.sender
         conv_id, sender = await self.hub.tx(read)
         try:

@@ -334,3 +334,23 @@ def test_two_clerks_claiming_at_once_one_wins(gateway: GatewayProcess) -> None:
         assert len(joined) == 1, "the citizen is told once who took over"
         holder = wang if status["ticket"]["assignee"]["username"] == "wang" else zhou
         assert holder.post(f"/api/desk/tickets/{ticket}/resolve").status_code == 200
+
+
+def test_one_knowledge_update_at_a_time_across_replicas(gateway: GatewayProcess) -> None:
+    """Another replica building the index (its key in the shared store) → 409 here; once it is done → 200."""
+    from connectors.kv import KV
+    from connectors.store import open_database
+
+    lead = gateway.login("lead")
+    engine, factory = open_database(gateway.database_url)
+    try:
+        kv = KV(factory)
+        assert kv.add_once("knowledge:build", 60)
+        busy = lead.post("/api/admin/reload")
+        assert busy.status_code == 409 and "正在进行" in busy.json()["detail"]
+        kv.delete("knowledge:build")
+        done = lead.post("/api/admin/reload")
+        assert done.status_code == 200, done.text
+        assert kv.get("knowledge:build") is None, "the lock is released after the build"
+    finally:
+        engine.dispose()
