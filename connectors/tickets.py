@@ -163,7 +163,7 @@ class Desk:
     async def reply(self, actor: Actor, ticket_id: int, text: str) -> dict[str, Any]:
         text = self._text(text)
 
-        def change(s: Session, t: Ticket) -> Outbound:
+        def change(s: Session, t: Ticket) -> tuple[Outbound, dict[str, Any]]:
             self._require_holder(actor, t)
             if t.assignee_id is None or t.status == "pending":
                 self._take(actor, t)  # answering an unclaimed ticket claims it
@@ -173,10 +173,10 @@ class Desk:
             s.flush()
             s.refresh(m)
             self.hub._publish_message(s, m, t.id)
-            return outbound_of(m)
-        view, out, ref = await self._act(actor, ticket_id, "reply", change, {"text": text})
+            return outbound_of(m), message_view(m)
+        view, (out, shown), ref = await self._act(actor, ticket_id, "reply", change, {"text": text})
         delivered = await self.hub.push(ref, [out])
-        return {"ticket": view, "message": {**out.as_dict(), "delivered": delivered}}
+        return {"ticket": view, "message": {**shown, "delivered": delivered}}
 
     async def note(self, actor: Actor, ticket_id: int, text: str) -> dict[str, Any]:
         text = self._text(text)
