@@ -124,6 +124,16 @@ class Hub:
             return result
         return await anyio.to_thread.run_sync(run)
 
+    def _service(self, service: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+        """(name, department) of a guide id; (None, None) when unknown."""
+        if not service or self.service_info is None:
+            return None, None
+        try:
+            name, department = self.service_info(service)
+        except KeyError:
+            return None, None
+        return name or None, department or None
+
     def register_channel(self, channel: str, deliver: Deliver) -> None:
         self.channels[channel] = deliver
 
@@ -137,16 +147,20 @@ class Hub:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
+    @staticmethod
+    def _find(s: Session, channel: str, user_id: str) -> Optional[Conversation]:
+        return s.scalar(select(Conversation).where(Conversation.channel == channel, Conversation.user_id == user_id))
+
     def _conversation(self, s: Session, channel: str, user_id: str, region: Optional[str]) -> Conversation:
-        conv = s.scalar(select(Conversation).where(Conversation.channel == channel, Conversation.user_id == user_id))
+        conv = self._find(s, channel, user_id)
         if conv is None:
             try:
                 with s.begin_nested():
                     conv = Conversation(channel=channel, user_id=user_id, region=region, state="bot")
                     s.add(conv)
             except IntegrityError:  # another process created it a moment ago
-                conv = s.scalars(select(Conversation).where(Conversation.channel == channel,
-                                                            Conversation.user_id == user_id)).one()
+                conv = self._find(s, channel, user_id)
+                assert conv is not None
         elif region and conv.region != region:
             conv.region = region
         return conv
@@ -304,12 +318,7 @@ class Hub:
         """Hand the conversation to the desk (or keep the open ticket); returns the messages for the citizen."""
         reason = str(case.get("reason") or "requested")
         service = case.get("service") if isinstance(case.get("service"), str) else None
-        department = None
-        if service and self.service_info is not None:
-            try:
-                department = self.service_info(service)[1] or None
-            except KeyError:
-                department = None
+        department = self._service(service)[1]
 
         def open_(s: Session) -> tuple[int, list[Outbound]]:
             conv = s.get(Conversation, conv_id)
@@ -436,8 +445,7 @@ class Hub:
     async def history(self, channel: str, user_id: str, limit: int = 50) -> list[Outbound]:
         """The conversation as the citizen saw it (their own messages have sender_kind "citizen"), oldest first."""
         def read(s: Session) -> list[Outbound]:
-            conv = s.scalar(select(Conversation).where(Conversation.channel == channel,
-                                                       Conversation.user_id == user_id))
+            conv = self._find(s, channel, user_id)
             if conv is None:
                 return []
             rows = s.scalars(select(Message).where(Message.conversation_id == conv.id,
@@ -448,8 +456,7 @@ class Hub:
 
     async def status(self, channel: str, user_id: str) -> dict[str, Any]:
         def read(s: Session) -> dict[str, Any]:
-            conv = s.scalar(select(Conversation).where(Conversation.channel == channel,
-                                                       Conversation.user_id == user_id))
+            conv = self._find(s, channel, user_id)
             if conv is None:
                 return {"state": "bot", "ticket_id": None, "queue_position": None, "clerk": None,
                         "office_hours": self.office.is_open(utcnow()), "expected": None}
@@ -461,8 +468,7 @@ class Hub:
             raise ValueError("评价须为 1–5（5 = 非常满意，1 = 非常不满意）/ score must be 1..5")
 
         def store(s: Session) -> None:
-            conv = s.scalar(select(Conversation).where(Conversation.channel == channel,
-                                                       Conversation.user_id == user_id))
+            conv = self._find(s, channel, user_id)
             if conv is None:
                 raise ValueError("会话不存在 / no such conversation")
             if message_id is not None:
@@ -486,12 +492,7 @@ class Hub:
                                                    Message.direction == "inbound")
                         .order_by(Message.id.desc()).limit(1))
         waited = (now - opened).total_seconds()
-        name = None
-        if t.service and self.service_info is not None:
-            try:
-                name = self.service_info(t.service)[0]
-            except KeyError:
-                name = None
+        name = self._service(t.service)[0]
         return {
             "id": t.id, "conversation_id": t.conversation_id, "status": t.status, "priority": t.priority,
             "reason": t.reason, "service": t.service, "service_name": name, "aspect": t.aspect,

@@ -49,6 +49,11 @@ class KnowledgeAdmin:
         self.kv = kv
         self._build_lock = asyncio.Lock()
 
+    async def _build(self) -> tuple[Path, bool]:
+        """Validate the knowledge base and (re)build its index if it changed, in a worker thread."""
+        return await anyio.to_thread.run_sync(
+            lambda: build_corpus_index(self.kb.settings, embedder=self.kb.embedder))
+
     @contextlib.asynccontextmanager
     async def _building(self) -> AsyncIterator[None]:
         """One knowledge-base change at a time: in this process (asyncio lock) and across gateway replicas (a KV
@@ -146,8 +151,7 @@ class KnowledgeAdmin:
                 for row in rows:
                     fh.write(json.dumps({k: v for k, v in row.items() if v is not None}, ensure_ascii=False) + "\n")
             try:
-                index, _ = await anyio.to_thread.run_sync(lambda: build_corpus_index(self.kb.settings,
-                                                                                     embedder=self.kb.embedder))
+                index, _ = await self._build()
                 with self.factory() as s, s.begin():
                     # Still the draft we wrote out? (it may have been edited or rejected during the build)
                     done: CursorResult[Any] = s.execute(update(KnowledgeCandidate)  # type: ignore[assignment]
@@ -165,8 +169,7 @@ class KnowledgeAdmin:
                 raise DeskError(422, f"知识库校验未通过：{problems}") from exc
             except BaseException:
                 self._restore(path, before)
-                await anyio.to_thread.run_sync(lambda: build_corpus_index(self.kb.settings,
-                                                                          embedder=self.kb.embedder))
+                await self._build()
                 raise
             reloaded = await anyio.to_thread.run_sync(self.kb.reload)
             with self.factory() as s:
@@ -184,8 +187,7 @@ class KnowledgeAdmin:
         """Validate the knowledge base, rebuild its index if it changed, and load it."""
         async with self._building():
             try:
-                index, built = await anyio.to_thread.run_sync(lambda: build_corpus_index(self.kb.settings,
-                                                                                         embedder=self.kb.embedder))
+                index, built = await self._build()
             except CorpusError as exc:
                 problems = [f"{p.path}:{p.line} {p.field} {p.message}" for p in exc.problems[:20]]
                 raise DeskError(422, "知识库校验未通过：" + "；".join(problems)) from exc

@@ -54,6 +54,13 @@ class Actor:
         return cls(clerk.id, clerk.username, clerk.role, clerk.department, clerk.display_name)
 
 
+def may_see(actor: Actor, department: Optional[str], assignee_id: Optional[int]) -> bool:
+    """Admins (leads) and clerks without a department see every ticket; a department's clerk sees unrouted
+    tickets, their department's, and their own."""
+    return actor.is_admin or not actor.department or department in (None, "", actor.department) \
+        or assignee_id == actor.id
+
+
 def audit(s: Session, actor: str, action: str, target: Optional[str], detail: Optional[dict[str, Any]] = None) -> None:
     s.add(AuditLog(actor=actor, action=action, target=target, detail=mask_any(detail) if detail else None))
 
@@ -65,10 +72,7 @@ class Desk:
 
     # -- reading -------------------------------------------------------------------------------------------------------
     def visible(self, actor: Actor, t: Ticket) -> bool:
-        """Admins (leads) and clerks without a department see everything; a department's clerk sees unrouted
-        tickets, their department's, and their own."""
-        return actor.is_admin or not actor.department or t.department in (None, "", actor.department) \
-            or t.assignee_id == actor.id
+        return may_see(actor, t.department, t.assignee_id)
 
     async def queue(self, actor: Actor, statuses: tuple[str, ...] = ACTIVE_TICKET, mine: bool = False,
                     department: Optional[str] = None) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from ..events import EventBus
 from ..knowledge_admin import KnowledgeAdmin
 from ..metrics import Metrics
 from ..store import Clerk, Ticket
-from ..tickets import Actor, Desk, DeskError, audit
+from ..tickets import Actor, Desk, DeskError, audit, may_see
 
 
 class Login(BaseModel):
@@ -303,17 +303,14 @@ async def _until_closed(ws: WebSocket) -> None:
 
 
 def _visible(desk: Desk, factory: sessionmaker[Session], actor: Actor, event: dict[str, Any]) -> bool:
-    if event.get("type") == "message" and event.get("ticket_id") is None:
+    ticket = event.get("ticket")
+    if isinstance(ticket, dict):
+        return may_see(actor, ticket.get("department"), (ticket.get("assignee") or {}).get("id"))
+    ticket_id = event.get("ticket_id")
+    if ticket_id is None:
         return False  # conversations with the bot only are not the desk's business
     if actor.is_admin or not actor.department:
         return True
-    ticket = event.get("ticket")
-    if isinstance(ticket, dict):
-        assignee = (ticket.get("assignee") or {}).get("id")
-        return ticket.get("department") in (None, "", actor.department) or assignee == actor.id
-    ticket_id = event.get("ticket_id")
-    if ticket_id is None:
-        return False  # bot-only traffic is not the desk's business
     with factory() as s:
         t = s.get(Ticket, ticket_id)
         return t is not None and desk.visible(actor, t)

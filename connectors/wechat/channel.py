@@ -271,12 +271,16 @@ class WeChatChannel:
         """The messages' text; the buttons shown (or none) become what a number reply picks from."""
         content, payloads = render.render(messages)
         if content:
-            key = self.kv.key("choices", openid)
-            if payloads:
-                await self.kv.set(key, payloads, CHOICES_TTL_S)
-            else:
-                await self.kv.delete(key)
+            await self._set_choices(openid, payloads)
         return content
+
+    async def _set_choices(self, openid: str, payloads: list[str] | None) -> None:
+        """What a number reply picks from: the buttons just shown, or nothing."""
+        key = self.kv.key("choices", openid)
+        if payloads:
+            await self.kv.set(key, payloads, CHOICES_TTL_S)
+        else:
+            await self.kv.delete(key)
 
     # -- customer-service messages ----------------------------------------------------------------------------------
     async def _send_late(self, openid: str, task: asyncio.Task[list[str]]) -> None:
@@ -323,11 +327,7 @@ class WeChatChannel:
                     return True
                 log.info("wechat: push to %s kept pending (%s)", mask(conv.user_id), result.value)
                 return False
-        key = self.kv.key("choices", conv.user_id)
-        if payloads:
-            await self.kv.set(key, payloads, CHOICES_TTL_S)
-        else:
-            await self.kv.delete(key)
+        await self._set_choices(conv.user_id, payloads)
         return True
 
     async def aclose(self) -> None:
